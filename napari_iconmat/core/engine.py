@@ -1,0 +1,131 @@
+"""The engine contract every matting engine implements.
+
+An engine does two things:
+
+1. :meth:`Engine.encode_reference` turns one reference image and its prompt into
+   a :class:`~napari_iconmat.core.reference.ReferenceQuery` holding all
+   per-reference work (done once, cacheable on disk);
+2. :meth:`Engine.matte_frame` mattes one frame with that query. For ordered
+   sequences it also takes and returns a small *track state* (whatever the
+   engine carries from one frame to the next: the previous frame and alpha);
+   for unordered collections the state is ``None``.
+
+Engines register themselves by name in :mod:`napari_iconmat.core.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .prompt import Prompt
+from .reference import ReferenceQuery
+
+__all__ = ["Engine", "EngineStatus", "FrameMatte"]
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """Whether an engine can run here, and what it needs.
+
+    Attributes
+    ----------
+    ready : bool
+    needs : str
+        What the engine needs, e.g. ``'nothing'`` or ``'weights: SD 2.1 + decoder'``.
+    detail : str
+        Why it is not ready, or where its weights were found.
+    """
+
+    ready: bool
+    needs: str
+    detail: str = ""
+
+
+@dataclass
+class FrameMatte:
+    """The result for one frame.
+
+    Attributes
+    ----------
+    alpha : (H, W) ndarray of float32 in [0, 1]
+    coarse : (H, W) ndarray of bool, optional
+        The engine's binary object mask before matting (used as a benchmark baseline).
+    foreground : (H, W, 3) ndarray of float32 in [0, 1], optional
+        Un-premultiplied foreground colours, when requested.
+    """
+
+    alpha: np.ndarray
+    coarse: np.ndarray | None = None
+    foreground: np.ndarray | None = None
+
+
+class Engine(ABC):
+    """Base class of matting engines; see the module docstring."""
+
+    #: registry name, identical in the CLI, the widget and the Python API
+    name: ClassVar[str] = ""
+    #: bumped whenever a change makes old reference queries invalid
+    version: ClassVar[str] = "0"
+
+    @classmethod
+    @abstractmethod
+    def status(cls) -> EngineStatus:
+        """Readiness on this machine (weights present, imports available)."""
+
+    @property
+    @abstractmethod
+    def params(self) -> dict:
+        """JSON-serialisable parameters; part of every query signature."""
+
+    @abstractmethod
+    def encode_reference(self, image: np.ndarray, prompt: Prompt) -> ReferenceQuery:
+        """Do all per-reference work once.
+
+        Parameters
+        ----------
+        image : (H, W), (H, W, 3) or (H, W, 4) ndarray
+            uint8, uint16 or float reference image.
+        prompt : Prompt
+            Of the same height and width as ``image``.
+        """
+
+    @abstractmethod
+    def reference_matte(self, query: ReferenceQuery) -> tuple[FrameMatte, Any]:
+        """The matte of the reference image itself, and the track state that starts there."""
+
+    @abstractmethod
+    def matte_frame(
+        self,
+        frame: np.ndarray,
+        query: ReferenceQuery,
+        *,
+        state: Any = None,
+        with_foreground: bool = False,
+    ) -> tuple[FrameMatte, Any]:
+        """Matte one frame.
+
+        Parameters
+        ----------
+        frame : (H, W[, C]) ndarray
+            uint8, uint16 or float; any size (collections mix sizes).
+        query : ReferenceQuery
+            From :meth:`encode_reference` of this engine.
+        state : optional
+            Track state returned for the temporally previous frame, or ``None``
+            when the frame has no temporal neighbour (collections, first frame).
+        with_foreground : bool
+            Also estimate the foreground colours.
+
+        Returns
+        -------
+        matte : FrameMatte
+        state
+            Track state to pass with the next frame of the same sequence.
+        """
+
+    def signature_params(self) -> dict:
+        return dict(self.params)

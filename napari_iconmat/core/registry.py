@@ -1,0 +1,66 @@
+"""Engines by name.
+
+Engine modules are imported lazily: listing engines or running ``iconmat --help``
+does not import torch. A new engine is one module plus one line in ``_ENGINES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .engine import Engine, EngineStatus
+from .errors import InputError
+
+__all__ = ["DEFAULT_ENGINE", "engine_names", "get_engine_class", "make_engine", "engine_statuses"]
+
+DEFAULT_ENGINE = "classical"
+
+# name -> "module:Class"
+_ENGINES: dict[str, str] = {
+    "classical": "napari_iconmat.core.engines.classical:ClassicalEngine",
+}
+
+
+def register_engine(name: str, target: str) -> None:
+    """Register an engine class given as ``'package.module:ClassName'``."""
+    _ENGINES[name] = target
+
+
+def engine_names() -> list[str]:
+    """Registered engine names, the default first."""
+    return sorted(_ENGINES, key=lambda n: (n != DEFAULT_ENGINE, n))
+
+
+def get_engine_class(name: str) -> type[Engine]:
+    if name not in _ENGINES:
+        raise InputError(f"unknown engine {name!r}; available: {', '.join(engine_names())}")
+    module_name, class_name = _ENGINES[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def make_engine(name: str = DEFAULT_ENGINE, **params) -> Engine:
+    """Build the engine registered as ``name`` with its parameters.
+
+    Raises
+    ------
+    InputError
+        ``name`` is not registered or a parameter is not accepted.
+    WeightsNotFoundError
+        The engine needs weights that are not on this machine.
+    """
+    cls = get_engine_class(name)
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise InputError(f"engine {name!r} does not accept these parameters: {exc}") from None
+
+
+def engine_statuses() -> dict[str, EngineStatus]:
+    """Readiness of every registered engine, by name."""
+    out = {}
+    for name in engine_names():
+        try:
+            out[name] = get_engine_class(name).status()
+        except ImportError as exc:
+            out[name] = EngineStatus(False, "a Python package", f"import failed: {exc}")
+    return out
