@@ -1,0 +1,25 @@
+"""Reading frames from videos, folders, TIFF stacks and arrays; writing alpha mattes.
+
+See :mod:`.readers` (:func:`open_frames`, :func:`read_image`) and
+:mod:`.writers` (:class:`OutputWriter`, the output formats).
+"""
+
+from __future__ import annotations
+
+from .readers import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FrameSource, natural_key, open_frames, read_image
+from .writers import FORMAT_HELP, FORMATS, OutputWriter, alpha_to_uint8, alpha_to_uint16, atomic_write_png
+
+__all__ = [
+    "FORMATS",
+    "FORMAT_HELP",
+    "FrameSource",
+    "IMAGE_SUFFIXES",
+    "OutputWriter",
+    "VIDEO_SUFFIXES",
+    "alpha_to_uint16",
+    "alpha_to_uint8",
+    "atomic_write_png",
+    "natural_key",
+    "open_frames",
+    "read_image",
+]
