@@ -1,0 +1,81 @@
+"""Colour appearance model of the object and its background.
+
+Foreground and background are each described by a smoothed 3-D histogram of
+CIE Lab colours (OpenCV's 8-bit Lab: L, a, b each in 0..255). Lightness gets
+fewer bins than the two chroma axes, so that a lighting change moves a colour
+across fewer bins. The likelihood ratio of the two histograms gives, for every
+pixel, the log-odds that its colour belongs to the object.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+__all__ = ["ColourModel", "lab_bins", "fit_colour_model"]
+
+L_BINS, AB_BINS = 16, 40
+
+
+def lab_bins(rgb: np.ndarray) -> np.ndarray:
+    """Histogram bin index of every pixel.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) ndarray of float32 in [0, 1]
+
+    Returns
+    -------
+    (H, W) ndarray of int32 in [0, L_BINS * AB_BINS**2)
+    """
+    lab = cv2.cvtColor((rgb * 255.0 + 0.5).astype(np.uint8), cv2.COLOR_RGB2LAB)
+    l_idx = (lab[..., 0].astype(np.int32) * L_BINS) >> 8
+    a_idx = (lab[..., 1].astype(np.int32) * AB_BINS) >> 8
+    b_idx = (lab[..., 2].astype(np.int32) * AB_BINS) >> 8
+    return (l_idx * AB_BINS + a_idx) * AB_BINS + b_idx
+
+
+def _histogram(bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    hist = np.bincount(bins.ravel(), weights=weights.ravel(), minlength=L_BINS * AB_BINS * AB_BINS)
+    hist = gaussian_filter(hist.reshape(L_BINS, AB_BINS, AB_BINS), sigma=(0.6, 0.8, 0.8), mode="constant")
+    total = hist.sum()
+    return (hist / total if total > 0 else hist).astype(np.float32)
+
+
+class ColourModel:
+    """Foreground and background colour histograms.
+
+    Parameters
+    ----------
+    foreground, background : (L_BINS, AB_BINS, AB_BINS) ndarray of float32
+        Normalised histograms.
+    """
+
+    def __init__(self, foreground: np.ndarray, background: np.ndarray):
+        self.foreground = foreground
+        self.background = background
+
+    def log_odds(self, bins: np.ndarray, *, limit: float = 4.0) -> np.ndarray:
+        """Per-pixel log(p(colour | object) / p(colour | background)), clipped to +-limit."""
+        eps = 1e-6
+        table = np.log(self.foreground.ravel() + eps) - np.log(self.background.ravel() + eps)
+        np.clip(table, -limit, limit, out=table)
+        return table[bins]
+
+    def blend(self, other: "ColourModel", weight: float) -> "ColourModel":
+        """(1 - weight) * self + weight * other."""
+        return ColourModel(
+            (1 - weight) * self.foreground + weight * other.foreground,
+            (1 - weight) * self.background + weight * other.background,
+        )
+
+
+def fit_colour_model(bins: np.ndarray, foreground: np.ndarray, background: np.ndarray) -> ColourModel | None:
+    """Histograms of the pixels marked in two boolean maps; None if either is empty."""
+    if foreground.sum() < 4 or background.sum() < 4:
+        return None
+    return ColourModel(
+        _histogram(bins[foreground], np.ones(int(foreground.sum()), np.float32)),
+        _histogram(bins[background], np.ones(int(background.sum()), np.float32)),
+    )

@@ -1,0 +1,423 @@
+"""The ``classical`` engine: weights-free in-context matting on the CPU.
+
+Per reference (once): a colour model of object and background (Lab histograms),
+SIFT keypoints of the object, and the reference's own alpha (the prompt refined
+by matting; a scribble is first turned into a mask by graph cut).
+
+Per frame, in three steps:
+
+1. **Where is the object?** For a frame of an ordered sequence the previous
+   alpha is carried to the frame by dense optical flow (OpenCV DIS), trusted
+   where the flow explains the image (photometric check). For a frame with no
+   temporal neighbour (collections, or the first frame after an external
+   reference) SIFT matches against the reference give a similarity transform
+   that carries the reference alpha instead; without enough matches only
+   appearance is used.
+2. **Coarse mask:** the carried alpha and the colour log-odds are fused into
+   per-pixel log-odds and cut with a contrast-sensitive graph cut (PyMaxflow)
+   at a reduced working size; stray components are dropped.
+3. **Matte:** an unknown band around the mask (wider where the fused evidence is
+   uncertain) is solved with closed-form matting at full resolution, warm-started
+   from and gently pulled towards the carried alpha where nothing moved, which
+   keeps static edges from flickering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import maxflow
+import numpy as np
+
+from ..appearance import ColourModel, fit_colour_model, lab_bins
+from ..engine import Engine, EngineStatus, FrameMatte
+from ..frames import intensity_range, to_rgb_float
+from ..matting import estimate_foreground, solve_alpha
+from ..prompt import Prompt
+from ..reference import ReferenceQuery, reference_signature
+from ..trimap import band_width, trimap_from_mask
+
+__all__ = ["ClassicalEngine"]
+
+
+@dataclass
+class _Track:
+    """What the engine carries from one frame of a sequence to the next."""
+
+    gray: np.ndarray  # (h, w) uint8 at working size
+    lab: np.ndarray  # (h, w, 3) float32 CIE Lab at working size
+    mask: np.ndarray  # (h, w) float32 at working size: the coarse mask, what segmentation carries
+    alpha: np.ndarray  # (H, W) float32, full size: what the matting prior carries
+    model: ColourModel  # colour model adapted along the sequence
+
+
+def _logit(p: np.ndarray, eps: float = 0.02) -> np.ndarray:
+    p = np.clip(p, eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
+def _working_size(shape: tuple[int, int], max_side: int) -> tuple[int, int]:
+    h, w = shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    return max(2, round(h * scale)), max(2, round(w * scale))
+
+
+def _resize(array: np.ndarray, size_hw: tuple[int, int], interpolation=cv2.INTER_AREA) -> np.ndarray:
+    if array.shape[:2] == tuple(size_hw):
+        return array
+    return cv2.resize(array, (size_hw[1], size_hw[0]), interpolation=interpolation)
+
+
+def _gray_u8(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor((rgb * 255.0 + 0.5).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_RGB2LAB)
+
+
+def _local_colour_log_odds(state, flow: np.ndarray, lab: np.ndarray, carried: np.ndarray) -> np.ndarray:
+    """Log-odds from local colour statistics of object and background near each pixel.
+
+    The previous frame's Lab colours and mask are carried to the current frame by
+    the flow; within a Gaussian window (scaled to the object) they give a local
+    mean and variance of object colour and of background colour. A pixel is
+    scored by which of the two local Gaussians explains its colour better, which
+    separates object and background far better than global colour statistics
+    where both share colours elsewhere in the frame (Video SnapCut's idea,
+    without explicit windows).
+    """
+    h, w = carried.shape
+    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    prev_lab = cv2.remap(state.lab, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    area = float(np.count_nonzero(carried > 0.5))
+    sigma = max(4.0, 0.08 * np.sqrt(max(area, 1.0)))
+    blur = lambda x: cv2.GaussianBlur(x, (0, 0), sigma)
+    fg = carried.astype(np.float32)
+    bg = 1.0 - fg
+    scores = []
+    for weight in (fg, bg):
+        mass = blur(weight)
+        mean = blur(prev_lab * weight[..., None]) / (mass[..., None] + 1e-6)
+        second = blur(prev_lab**2 * weight[..., None]) / (mass[..., None] + 1e-6)
+        var = np.maximum((second - mean**2).mean(axis=2), 0) + 9.0
+        dist = ((lab - mean) ** 2).sum(axis=2)
+        scores.append((-dist / (2 * var) - 1.5 * np.log(var), mass))
+    (score_fg, mass_fg), (score_bg, mass_bg) = scores
+    valid = np.minimum(mass_fg, mass_bg) > 0.03
+    return np.where(valid, np.clip(score_fg - score_bg, -6.0, 6.0), 0.0).astype(np.float32)
+
+
+def _graph_cut(rgb: np.ndarray, log_odds: np.ndarray, smoothness: float) -> np.ndarray:
+    """Binary labelling minimising unary log-odds + contrast-sensitive Potts (4-neighbours)."""
+    h, w = log_odds.shape
+    right = np.sum((rgb[:, 1:] - rgb[:, :-1]) ** 2, axis=2)
+    down = np.sum((rgb[1:, :] - rgb[:-1, :]) ** 2, axis=2)
+    beta = 1.0 / (2.0 * max(float(np.mean(np.concatenate([right.ravel(), down.ravel()]))), 1e-6))
+    w_right = np.zeros((h, w), np.float64)
+    w_down = np.zeros((h, w), np.float64)
+    w_right[:, :-1] = smoothness * np.exp(-beta * right)
+    w_down[:-1, :] = smoothness * np.exp(-beta * down)
+    graph = maxflow.Graph[float]()
+    nodes = graph.add_grid_nodes((h, w))
+    graph.add_grid_edges(nodes, weights=w_right, structure=np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]]), symmetric=True)
+    graph.add_grid_edges(nodes, weights=w_down, structure=np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]]), symmetric=True)
+    graph.add_grid_tedges(nodes, np.maximum(log_odds, 0), np.maximum(-log_odds, 0))
+    graph.maxflow()
+    # get_grid_segments is True on the sink side (background)
+    return ~graph.get_grid_segments(nodes)
+
+
+def _keep_supported(mask: np.ndarray, support: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
+    """Drop connected components that do not touch ``support`` or are tiny, fill small holes."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask
+    touched = np.bincount(labels[support & mask], minlength=count) > 0
+    areas = stats[:, cv2.CC_STAT_AREA]
+    biggest = areas[1:].max()
+    keep = touched & (areas >= min_fraction * biggest)
+    keep[0] = False
+    if not keep.any():
+        keep[1 + int(np.argmax(areas[1:]))] = True
+    out = keep[labels]
+    # fill holes smaller than 1% of the object: segmentation noise rather than real holes
+    holes_count, holes, hstats, _ = cv2.connectedComponentsWithStats((~out).astype(np.uint8), connectivity=4)
+    small = hstats[:, cv2.CC_STAT_AREA] < 0.01 * out.sum()
+    border = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
+    small[border] = False
+    small[0] = False if holes_count > 0 and out[holes == 0].all() else small[0]
+    return out | (small[holes] & ~out)
+
+
+class ClassicalEngine(Engine):
+    """Weights-free engine: colour model + optical flow / keypoints + graph cut + closed-form matting.
+
+    Parameters
+    ----------
+    working_size : int
+        Longest side, in pixels, at which flow and graph cut run (default 480).
+        Matting always runs at the frame's full size.
+    flow_weight, colour_weight : float
+        Weights of the carried-alpha and colour log-odds in the fusion.
+    smoothness : float
+        Graph-cut pairwise weight.
+    band : float
+        Unknown-band half-width as a fraction of sqrt(object area).
+    temporal : float
+        Strength of the pull towards the previous frame's alpha where nothing moved (0 = off).
+    adapt : float
+        How fast the colour model follows the sequence (0 = reference only).
+    """
+
+    name = "classical"
+    version = "1"
+
+    def __init__(
+        self,
+        *,
+        working_size: int = 640,
+        flow_weight: float = 1.5,
+        colour_weight: float = 1.0,
+        smoothness: float = 3.0,
+        band: float = 0.012,
+        temporal: float = 0.1,
+        adapt: float = 0.3,
+        local_weight: float = 1.0,
+    ):
+        self._params = dict(
+            working_size=int(working_size),
+            flow_weight=float(flow_weight),
+            colour_weight=float(colour_weight),
+            smoothness=float(smoothness),
+            band=float(band),
+            temporal=float(temporal),
+            adapt=float(adapt),
+            local_weight=float(local_weight),
+        )
+        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._sift = cv2.SIFT_create(nfeatures=1500)
+
+    @classmethod
+    def status(cls) -> EngineStatus:
+        return EngineStatus(True, "nothing", "weights-free; runs on the CPU")
+
+    @property
+    def params(self) -> dict:
+        return dict(self._params)
+
+    # ------------------------------------------------------------------ reference
+    def encode_reference(self, image: np.ndarray, prompt: Prompt) -> ReferenceQuery:
+        value_range = intensity_range(image)
+        rgb = to_rgb_float(image, value_range)
+        signature = reference_signature(image, prompt, engine=self.name, version=self.version, params=self.params)
+
+        if prompt.kind == "alpha":
+            alpha = prompt.alpha.copy()
+        else:
+            mask = prompt.alpha > 0.5 if prompt.kind == "mask" else self._segment_scribble(rgb, prompt)
+            alpha = self._matte_mask(rgb, mask, None)
+        fg, bg = self._sure_regions(alpha)
+        model = fit_colour_model(lab_bins(rgb), fg, bg)
+        if model is None:
+            model = fit_colour_model(lab_bins(rgb), alpha > 0.5, alpha <= 0.5)
+
+        small = _resize(rgb, _working_size(rgb.shape, self._params["working_size"]))
+        small_alpha = _resize(alpha, small.shape[:2])
+        gray = _gray_u8(small)
+        keypoints, descriptors = self._sift.detectAndCompute(gray, None)
+        points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
+        descriptors = descriptors if descriptors is not None else np.zeros((0, 128), np.float32)
+        if len(points):
+            inside = cv2.dilate((small_alpha > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8))
+            on_object = inside[points[:, 1].astype(int), points[:, 0].astype(int)] > 0
+            points, descriptors = points[on_object], descriptors[on_object]
+
+        arrays = {
+            "alpha": alpha.astype(np.float32),
+            "colour_fg": model.foreground,
+            "colour_bg": model.background,
+            "keypoints": points,
+            "descriptors": descriptors.astype(np.float32),
+            "image": rgb.astype(np.float32),
+        }
+        meta = {"value_range": list(value_range), "shape": list(alpha.shape), "prompt_kind": prompt.kind}
+        return ReferenceQuery(signature=signature, arrays=arrays, meta=meta)
+
+    def reference_matte(self, query: ReferenceQuery):
+        rgb = query.arrays["image"]
+        alpha = query.arrays["alpha"]
+        small = _resize(rgb, _working_size(rgb.shape, self._params["working_size"]))
+        mask = _resize((alpha > 0.5).astype(np.float32), small.shape[:2])
+        track = _Track(gray=_gray_u8(small), lab=_lab(small), mask=mask, alpha=alpha, model=self._model(query))
+        return FrameMatte(alpha=alpha.copy(), coarse=alpha > 0.5), track
+
+    # ------------------------------------------------------------------ frames
+    def matte_frame(self, frame, query, *, state=None, with_foreground=False):
+        p = self._params
+        rgb = to_rgb_float(frame, tuple(query.meta["value_range"]))
+        full_hw = rgb.shape[:2]
+        small_hw = _working_size(full_hw, p["working_size"])
+        small = _resize(rgb, small_hw)
+        gray = _gray_u8(small)
+        bins = lab_bins(small)
+        lab = _lab(small)
+        model = state.model if state is not None else self._model(query)
+
+        carried_full = None
+        if state is not None and state.gray.shape == gray.shape and state.alpha.shape == full_hw:
+            carried, confidence, flow = self._carry_by_flow(state, gray)
+            local = _local_colour_log_odds(state, flow, lab, carried)
+            carried_full, confidence_full = self._carry_full(state.alpha, flow, confidence, full_hw)
+        else:
+            carried, confidence = self._carry_by_keypoints(query, gray, small_hw)
+            confidence_full = None
+            local = None
+
+        log_odds = p["colour_weight"] * model.log_odds(bins)
+        if local is not None:
+            log_odds = log_odds + p["local_weight"] * local
+        if carried is not None:
+            log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
+            log_odds -= self._distance_penalty(carried)
+        mask_small = _graph_cut(small, log_odds, p["smoothness"])
+        support = (carried > 0.5) if carried is not None else (log_odds > 0)
+        if mask_small.any():
+            mask_small = _keep_supported(mask_small, support | (support.sum() == 0))
+        coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
+        uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
+
+        if coarse.any():
+            alpha = self._matte_mask(rgb, coarse, uncertainty, guess=carried_full, confidence=confidence_full)
+        else:
+            alpha = np.zeros(full_hw, np.float32)
+        foreground = estimate_foreground(rgb, alpha) if with_foreground else None
+
+        new_model = self._adapt(query, model, bins, _resize(alpha, small_hw))
+        track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model)
+        return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground), track
+
+    # ------------------------------------------------------------------ pieces
+    def _model(self, query: ReferenceQuery) -> ColourModel:
+        return ColourModel(query.arrays["colour_fg"], query.arrays["colour_bg"])
+
+    @staticmethod
+    def _sure_regions(alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mask = (alpha > 0.5).astype(np.uint8)
+        r = max(1, band_width(mask, fraction=0.01, minimum=1, maximum=6))
+        kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+        fg = cv2.erode(mask, kernel) > 0
+        bg = cv2.dilate(mask, kernel) == 0
+        if fg.sum() < 16:
+            fg = alpha > 0.5
+        return fg, bg
+
+    def _adapt(self, query, model: ColourModel, bins: np.ndarray, alpha_small: np.ndarray) -> ColourModel:
+        rate = self._params["adapt"]
+        if rate <= 0:
+            return model
+        fg, bg = self._sure_regions(alpha_small)
+        # background near the object matters most: sample it within a few object radii
+        radius = int(2 * np.sqrt(max(fg.sum(), 1)))
+        near = cv2.dilate((alpha_small > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, radius // 2)) > 0
+        current = fit_colour_model(bins, fg, bg & near)
+        if current is None:
+            return model
+        reference = self._model(query)
+        # stay anchored to the reference: at most half of the model is learned along the way
+        adapted = model.blend(current, rate)
+        return reference.blend(adapted, 0.5)
+
+    def _carry_by_flow(self, state: _Track, gray: np.ndarray):
+        h, w = gray.shape
+        backward = self._flow.calc(gray, state.gray, None)  # for each pixel now: where it was before
+        forward = self._flow.calc(state.gray, gray, None)  # for each pixel before: where it went
+        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        map_x, map_y = grid_x + backward[..., 0], grid_y + backward[..., 1]
+        carried = cv2.remap(state.mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        warped = cv2.remap(state.gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        error = cv2.GaussianBlur(np.abs(gray.astype(np.float32) - warped.astype(np.float32)), (0, 0), 2.0)
+        # forward-backward check: disoccluded pixels (revealed behind a moving object) fail it
+        round_trip = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) + backward
+        mismatch = np.hypot(round_trip[..., 0], round_trip[..., 1])
+        motion = np.hypot(backward[..., 0], backward[..., 1])
+        consistent = np.exp(-(mismatch**2) / (0.5 + 0.05 * motion**2))
+        confidence = (np.exp(-((error / 20.0) ** 2)) * consistent).astype(np.float32)
+        confidence = cv2.GaussianBlur(confidence, (0, 0), 1.5)
+        return carried, confidence, backward
+
+    @staticmethod
+    def _carry_full(prev_alpha: np.ndarray, flow: np.ndarray, confidence: np.ndarray, full_hw):
+        h, w = full_hw
+        scale_y, scale_x = h / flow.shape[0], w / flow.shape[1]
+        flow_full = _resize(flow, full_hw, cv2.INTER_LINEAR)
+        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        carried = cv2.remap(
+            prev_alpha,
+            grid_x + flow_full[..., 0] * scale_x,
+            grid_y + flow_full[..., 1] * scale_y,
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        # "nothing moved here": little motion and a flow that explains the image
+        still = np.exp(-np.hypot(flow_full[..., 0] * scale_x, flow_full[..., 1] * scale_y) ** 2 / 0.5)
+        return carried, (_resize(confidence, full_hw, cv2.INTER_LINEAR) * still).astype(np.float32)
+
+    def _carry_by_keypoints(self, query: ReferenceQuery, gray: np.ndarray, small_hw):
+        ref_points = query.arrays["keypoints"]
+        ref_desc = query.arrays["descriptors"]
+        ref_alpha_full = query.arrays["alpha"]
+        if len(ref_points) < 4:
+            return None, None
+        keypoints, descriptors = self._sift.detectAndCompute(gray, None)
+        if descriptors is None or len(keypoints) < 4:
+            return None, None
+        matcher = cv2.BFMatcher(cv2.NORM_L2)
+        pairs = matcher.knnMatch(ref_desc, descriptors, k=2)
+        good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+        if len(good) < 6:
+            return None, None
+        src = ref_points[[m.queryIdx for m in good]]
+        dst = np.array([keypoints[m.trainIdx].pt for m in good], np.float32)
+        transform, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0)
+        if transform is None or inliers is None or int(inliers.sum()) < 6:
+            return None, None
+        ref_small_hw = _working_size(ref_alpha_full.shape, self._params["working_size"])
+        ref_alpha = _resize(ref_alpha_full, ref_small_hw)
+        carried = cv2.warpAffine(ref_alpha, transform, (small_hw[1], small_hw[0]), flags=cv2.INTER_LINEAR)
+        trust = min(1.0, int(inliers.sum()) / 30.0) * 0.6
+        return carried, np.full(small_hw, trust, np.float32)
+
+    @staticmethod
+    def _distance_penalty(carried: np.ndarray) -> np.ndarray:
+        """Log-odds penalty growing with the distance from where the object was carried to."""
+        inside = (carried > 0.5).astype(np.uint8)
+        if not inside.any():
+            return np.zeros_like(carried)
+        distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
+        margin = max(6.0, 0.15 * np.sqrt(inside.sum()))
+        return ((distance / margin) ** 2).astype(np.float32)
+
+    def _segment_scribble(self, rgb: np.ndarray, prompt: Prompt) -> np.ndarray:
+        bins = lab_bins(rgb)
+        model = fit_colour_model(bins, prompt.foreground, prompt.background)
+        if model is None:
+            from ..errors import InputError
+
+            raise InputError("a scribble prompt needs both foreground (1) and background (2) strokes")
+        log_odds = model.log_odds(bins)
+        log_odds[prompt.foreground] = 50.0
+        log_odds[prompt.background] = -50.0
+        mask = _graph_cut(rgb, log_odds, self._params["smoothness"])
+        return _keep_supported(mask, prompt.foreground)
+
+    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None) -> np.ndarray:
+        width = band_width(mask, fraction=self._params["band"])
+        trimap = trimap_from_mask(mask, width=width, uncertainty=uncertainty, wide_width=3 * width)
+        prior = prior_weight = None
+        if guess is not None and confidence is not None and self._params["temporal"] > 0:
+            prior, prior_weight = guess, self._params["temporal"] * confidence
+        if guess is None:
+            guess = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(1.0, width / 2))
+        return solve_alpha(rgb, trimap, guess=guess, prior=prior, prior_weight=prior_weight)
