@@ -1,0 +1,394 @@
+"""The ``iconmat`` command: argv -> core calls.
+
+Each subcommand is one function calling one core function. Errors a user can
+fix (:class:`~napari_iconmat.core.errors.IconmatError`) and usage errors are
+printed on one line to stderr with exit status 2; Ctrl-C prints one line and
+exits 130; anything else is a bug and keeps its traceback.
+
+==========  ============================================================
+command     core call
+==========  ============================================================
+matte       :func:`napari_iconmat.core.run.matte_sequence`
+demo        :func:`napari_iconmat.core.run.run_demo`
+engines     :func:`napari_iconmat.core.registry.engine_statuses`
+synth       :func:`napari_iconmat.core.synth.write_synth`
+eval        :func:`napari_iconmat.core.evaluate.evaluate_folders`
+bench       :func:`napari_iconmat.core.bench.run_bench`
+==========  ============================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from . import __version__
+from .core.errors import IconmatError, InputError
+from .core.io.writers import FORMAT_HELP, FORMATS
+from .core.prompt import PROMPT_KINDS
+from .core.propagate import DIRECTIONS
+from .core.registry import DEFAULT_ENGINE, engine_names
+
+__all__ = ["main"]
+
+_ORDERS = ("auto", "sequence", "collection")  # napari_iconmat.core.run.ORDERS, without importing it for --help
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (and exit status 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"iconmat: warning: {_one_line(message)}", file=sys.stderr)
+
+
+class _Progress:
+    """``on_progress(done, total)`` callback drawing a tqdm bar on stderr (frames/s, ETA)."""
+
+    def __init__(self, enabled: bool, unit: str = "frame", desc: str | None = None) -> None:
+        self.enabled = enabled
+        self.unit = unit
+        self.desc = desc
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            # A terminal that reports no width (a bare pseudo-terminal) would get an empty bar.
+            width = {"dynamic_ncols": True} if _terminal_columns() > 0 else {"ncols": 80}
+            self.bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=sys.stderr, **width)
+        if total != self.bar.total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _terminal_columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def _progress(args, unit: str = "frame", desc: str | None = None) -> _Progress:
+    return _Progress(not getattr(args, "quiet", False) and sys.stderr.isatty(), unit=unit, desc=desc)
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like WxH (e.g. 640x360), got {text!r}") from None
+    return width, height
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _split_list(values) -> list[str]:
+    """Items of a repeatable, comma-separated option (``--format png --format tiff`` or ``--format png,tiff``)."""
+    return [item.strip() for value in values or () for item in value.split(",") if item.strip()]
+
+
+def _output_file(path: Path) -> Path:
+    """A file the command will write: its folder is created, and it must not be a folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder of {path}: {exc.strerror or exc}") from None
+    return path
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _cmd_matte(args) -> int:
+    from .core.run import matte_sequence
+
+    with _progress(args) as progress:
+        summary = matte_sequence(
+            args.input,
+            out_dir=args.out,
+            mask=args.mask,
+            reference_frame=args.reference_frame,
+            reference_image=args.reference,
+            engine=args.engine,
+            formats=_split_list(args.format) or ("png",),
+            frame_range=args.range,
+            direction=args.direction,
+            order=args.order,
+            prompt_kind=args.prompt_kind,
+            cache_dir=args.cache_dir,
+            on_progress=progress,
+        )
+    print(summary.describe())
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .core.run import run_demo
+
+    with _progress(args) as progress:
+        demo = run_demo(args.out, frames=args.frames, size=args.size, seed=args.seed, on_progress=progress)
+    print(f"Synthetic video with ground truth in {demo.sample_dir}.")
+    print(demo.run.describe())
+    print(f"Contact sheet (frame | alpha | composite): {demo.sheet}")
+    print(demo.quality())
+    return 0
+
+
+def _cmd_engines(args) -> int:
+    from .core.registry import engine_statuses
+
+    rows = [("name", "needs", "ready", "detail")]
+    rows += [(name, s.needs, "yes" if s.ready else "no", _one_line(s.detail)) for name, s in engine_statuses().items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[3]]).rstrip())
+    return 0
+
+
+def _cmd_synth(args) -> int:
+    from .core.synth import write_synth
+
+    out = write_synth(args.kind, args.out, frames=args.frames, size=args.size, seed=args.seed)
+    print(
+        f"Wrote a synthetic {args.kind} to {out}: frames/ (RGB), alpha/ (16-bit ground-truth alpha), "
+        "fg/ (foreground colours), reference_mask.png (the mask of frame 0) and reference.json."
+    )
+    print(f"Matte it with: iconmat matte {out / 'frames'} --reference-frame 0 --mask {out / 'reference_mask.png'} --out {out / 'matte'}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .core.evaluate import evaluate_folders
+    from .core.run import write_json
+
+    report = evaluate_folders(args.pred, args.gt, args.trimap)
+    print(report.format_table(per_frame=args.per_frame))
+    if args.json is not None:
+        print(f"Wrote {write_json(args.json, report.to_json())}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from .core.bench import check_targets, run_bench
+
+    engines = _split_list(args.engines) or [DEFAULT_ENGINE]
+    outputs = [(_output_file(p), what) for p, what in ((args.json, "json"), (args.plot, "plot"), (args.sheet, "sheet")) if p]
+    with _progress(args, desc="bench") as progress:
+        report = run_bench(args.folders, engines=engines, max_frames=args.max_frames, on_progress=progress)
+    print(report.format_table())
+    for path, what in outputs:
+        try:
+            if what == "json":
+                report.save_json(path)
+            elif what == "plot":
+                report.plot(path)
+            else:
+                report.contact_sheet(path)
+        except OSError as exc:
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        print(f"Wrote {path}")
+    if args.check:
+        lines = [line for engine in engines for line in check_targets(report, engine=engine)]
+        for line in lines:
+            print(line)
+        if any(line.startswith("MISS") for line in lines):
+            return 1
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+_MATTE_EXAMPLES = """\
+examples:
+  iconmat matte clip.mp4 --reference-frame 0 --mask mask0.png --out out/
+      out/alpha/00000.png ... one 8-bit alpha per frame, out/iconmat-run.json
+  iconmat matte frames/ --reference-frame 120 --mask m.png --out out/ --format png16,tiff --range 100:200
+  iconmat matte stack.tif --reference ref.png --mask ref_mask.png --out out/ --format rgba
+  iconmat matte photos/ --reference-frame 0 --mask m.png --out out/ --order collection --cache-dir ~/.cache/iconmat
+
+output formats (--format, repeatable or comma-separated; alpha/NNNNN.png is always written):
+""" + "\n".join(f"  {name:<6} {text}" for name, text in FORMAT_HELP.items())
+
+_DEMO_EXAMPLES = """\
+examples:
+  iconmat demo                       # ./iconmat-demo: sample/, matte/, contact_sheet.png
+  iconmat demo --out /tmp/d --frames 8
+"""
+
+_ENGINES_EXAMPLES = """\
+examples:
+  iconmat engines
+"""
+
+_SYNTH_EXAMPLES = """\
+examples:
+  iconmat synth video --out synth/ --frames 40 --size 640x360
+  iconmat synth collection --out coll/ --frames 12 --seed 3
+
+layout: frames/NNNNN.png, alpha/NNNNN.png (16-bit ground truth), fg/NNNNN.png,
+reference_mask.png (frame 0's alpha > 0.5) and reference.json
+"""
+
+_EVAL_EXAMPLES = """\
+examples:
+  iconmat eval --pred out/alpha --gt synth/alpha
+  iconmat eval --pred out/alpha --gt gt/alpha --trimap gt/trimap --json scores.json --per-frame
+
+files are paired by name stem; SAD, Grad and Conn are sums / 1000, MSE a plain mean
+"""
+
+_BENCH_EXAMPLES = """\
+examples:
+  iconmat bench synth/                                   # a folder from 'iconmat synth'
+  iconmat bench synth/ davis/ --engines classical --json bench.json --plot drift.png --sheet worst.png
+  iconmat bench davis/ --max-frames 20 --check           # exit status 1 when a target is missed
+
+folders: synth (frames/ alpha/ reference_mask.png), DAVIS (<seq>/frames + <seq>/masks), ICM-57 (image/ alpha/ *.json)
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="iconmat",
+        description="In-context alpha matting: mark an object on one reference frame, get its soft alpha in every frame.",
+        epilog="run 'iconmat COMMAND --help' for the options and examples of a command",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-iconmat {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str, examples: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=help, description=help, epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+
+    names = engine_names()
+
+    p = command("matte", "Matte the object marked on one reference in every frame of a video, folder or TIFF stack.", _MATTE_EXAMPLES)
+    p.add_argument("input", metavar="INPUT", help="video (.mp4 .mov .avi .mkv .webm .m4v), image folder, TIFF stack or image")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; must not be a file)")
+    ref = p.add_mutually_exclusive_group(required=True)
+    ref.add_argument("--reference-frame", type=int, metavar="N", help="index of the reference frame in INPUT (0-based)")
+    ref.add_argument("--reference", metavar="IMAGE", help="an external reference image instead of a frame of INPUT")
+    p.add_argument("--mask", required=True, metavar="MASK", help="mask, soft alpha or scribble image of the reference's size")
+    p.add_argument("--engine", choices=names, default=DEFAULT_ENGINE, help=f"matting engine (default {DEFAULT_ENGINE}; see 'iconmat engines')")
+    p.add_argument("--format", action="append", metavar="FMT", help=f"output format(s): {', '.join(FORMATS)} (default png)")
+    p.add_argument("--range", metavar="A:B", help="frames to output as Python slice bounds: 10:50, :20, or --range=-10: (the last 10); default all")
+    p.add_argument("--direction", choices=DIRECTIONS, default="both", help="propagate from the reference frame (default both)")
+    p.add_argument("--order", choices=_ORDERS, default="auto",
+                   help="auto: a sequence when all frames share one size, else a collection of independent images")
+    p.add_argument("--prompt-kind", choices=PROMPT_KINDS, default="auto", help="how to read MASK (default auto)")
+    p.add_argument("--cache-dir", metavar="DIR", help="reuse / store the encoded reference query in this folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_matte)
+
+    p = command("demo", "Make a small synthetic video with ground truth, matte it and draw a contact sheet.", _DEMO_EXAMPLES)
+    p.add_argument("--out", default="iconmat-demo", metavar="DIR", help="output folder (default ./iconmat-demo)")
+    p.add_argument("--frames", type=_positive_int, default=24, metavar="N", help="number of frames, at least 2 (default 24)")
+    p.add_argument("--size", type=_size, default=(480, 270), metavar="WxH", help="frame size (default 480x270)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_demo)
+
+    p = command("engines", "List the matting engines, what they need and whether they can run here.", _ENGINES_EXAMPLES)
+    p.set_defaults(func=_cmd_engines)
+
+    p = command("synth", "Write a synthetic video or image collection with exact ground-truth alpha.", _SYNTH_EXAMPLES)
+    p.add_argument("kind", choices=("video", "collection"), help="a video (one object moving) or a collection (poses, look-alikes)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument("--frames", type=_positive_int, metavar="N", help="number of frames (default 40 for video, 12 for collection)")
+    p.add_argument("--size", type=_size, metavar="WxH", help="frame size (default 640x360 for video, 512x384 for collection)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.set_defaults(func=_cmd_synth)
+
+    p = command("eval", "Score a folder of predicted alphas against a folder of ground-truth alphas.", _EVAL_EXAMPLES)
+    p.add_argument("--pred", required=True, metavar="DIR", help="predicted alphas")
+    p.add_argument("--gt", required=True, metavar="DIR", help="ground-truth alphas, named like the predictions")
+    p.add_argument("--trimap", metavar="DIR", help="trimaps (0 / 128 / 255): also score the unknown region")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--per-frame", action="store_true", help="print one line per frame after the mean")
+    p.set_defaults(func=_cmd_eval)
+
+    p = command("bench", "Matte and score benchmark folders with engines and baselines.", _BENCH_EXAMPLES)
+    p.add_argument("folders", nargs="+", metavar="DIR", help="benchmark folders (synth, DAVIS or ICM-57 layout)")
+    p.add_argument("--engines", action="append", metavar="A,B", help=f"engines to run, comma-separated (default {DEFAULT_ENGINE}; known: {', '.join(names)})")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    p.add_argument("--plot", metavar="FILE", help="write a PNG of the per-frame error curves")
+    p.add_argument("--sheet", metavar="FILE", help="write a PNG contact sheet of the worst frames")
+    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="score at most N frames per sequence")
+    p.add_argument("--check", action="store_true", help="print PASS/MISS against the project's targets; exit 1 on a miss")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``iconmat`` command line; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 done; 1 ``bench --check`` missed a target; 2 bad usage or an
+        :class:`IconmatError` (one line on stderr); 130 interrupted.
+    """
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except IconmatError as exc:
+            print(f"iconmat: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("iconmat: interrupted", file=sys.stderr)
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
