@@ -56,10 +56,17 @@ class ColourModel:
         self.foreground = foreground
         self.background = background
 
-    def log_odds(self, bins: np.ndarray, *, limit: float = 4.0) -> np.ndarray:
-        """Per-pixel log(p(colour | object) / p(colour | background)), clipped to +-limit."""
-        eps = 1e-6
-        table = np.log(self.foreground.ravel() + eps) - np.log(self.background.ravel() + eps)
+    def log_odds(self, bins: np.ndarray, *, limit: float = 4.0, novelty: float = 0.1) -> np.ndarray:
+        """Per-pixel log(p(colour | object) / p(colour | background)), clipped to +-limit.
+
+        The background density is mixed with a uniform one (weight ``novelty``):
+        a colour seen in neither model is more likely new background than object,
+        whose colours the reference describes well.
+        """
+        eps = 1e-7
+        uniform = 1.0 / self.background.size
+        background = (1.0 - novelty) * self.background.ravel() + novelty * uniform
+        table = np.log(self.foreground.ravel() + eps) - np.log(background + eps)
         np.clip(table, -limit, limit, out=table)
         return table[bins]
 
@@ -73,7 +80,7 @@ class ColourModel:
 
 def fit_colour_model(bins: np.ndarray, foreground: np.ndarray, background: np.ndarray) -> ColourModel | None:
     """Histograms of the pixels marked in two boolean maps; None if either is empty."""
-    if foreground.sum() < 4 or background.sum() < 4:
+    if not foreground.any() or not background.any():
         return None
     return ColourModel(
         _histogram(bins[foreground], np.ones(int(foreground.sum()), np.float32)),

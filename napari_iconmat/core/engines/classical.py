@@ -40,6 +40,9 @@ from ..trimap import band_width, trimap_from_mask
 
 __all__ = ["ClassicalEngine"]
 
+# band-edge alpha beyond which the unknown band is widened (see _widen_where_unsettled)
+UNSETTLED = 0.1
+
 
 @dataclass
 class _Track:
@@ -77,7 +80,7 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_RGB2LAB)
 
 
-def _local_colour_log_odds(state, flow: np.ndarray, lab: np.ndarray, carried: np.ndarray) -> np.ndarray:
+def _local_colour_log_odds(state, flow: np.ndarray, lab: np.ndarray, carried: np.ndarray, window: float) -> np.ndarray:
     """Log-odds from local colour statistics of object and background near each pixel.
 
     The previous frame's Lab colours and mask are carried to the current frame by
@@ -92,7 +95,7 @@ def _local_colour_log_odds(state, flow: np.ndarray, lab: np.ndarray, carried: np
     grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     prev_lab = cv2.remap(state.lab, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     area = float(np.count_nonzero(carried > 0.5))
-    sigma = max(4.0, 0.08 * np.sqrt(max(area, 1.0)))
+    sigma = max(4.0, window * np.sqrt(max(area, 1.0)))
     blur = lambda x: cv2.GaussianBlur(x, (0, 0), sigma)
     fg = carried.astype(np.float32)
     bg = 1.0 - fg
@@ -185,6 +188,9 @@ class ClassicalEngine(Engine):
         temporal: float = 0.1,
         adapt: float = 0.3,
         local_weight: float = 1.0,
+        local_window: float = 0.08,
+        margin: float = 0.15,
+        wide_band: float = 0.12,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -195,6 +201,9 @@ class ClassicalEngine(Engine):
             temporal=float(temporal),
             adapt=float(adapt),
             local_weight=float(local_weight),
+            local_window=float(local_window),
+            margin=float(margin),
+            wide_band=float(wide_band),
         )
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._sift = cv2.SIFT_create(nfeatures=1500)
@@ -220,8 +229,8 @@ class ClassicalEngine(Engine):
             alpha = self._matte_mask(rgb, mask, None)
         fg, bg = self._sure_regions(alpha)
         model = fit_colour_model(lab_bins(rgb), fg, bg)
-        if model is None:
-            model = fit_colour_model(lab_bins(rgb), alpha > 0.5, alpha <= 0.5)
+        if model is None:  # tiny or thin objects: fall back to the prompt itself
+            model = fit_colour_model(lab_bins(rgb), prompt.alpha > 0.5, prompt.alpha <= 0.5)
 
         small = _resize(rgb, _working_size(rgb.shape, self._params["working_size"]))
         small_alpha = _resize(alpha, small.shape[:2])
@@ -268,7 +277,7 @@ class ClassicalEngine(Engine):
         carried_full = None
         if state is not None and state.gray.shape == gray.shape and state.alpha.shape == full_hw:
             carried, confidence, flow = self._carry_by_flow(state, gray)
-            local = _local_colour_log_odds(state, flow, lab, carried)
+            local = _local_colour_log_odds(state, flow, lab, carried, p["local_window"])
             carried_full, confidence_full = self._carry_full(state.alpha, flow, confidence, full_hw)
         else:
             carried, confidence = self._carry_by_keypoints(query, gray, small_hw)
@@ -280,11 +289,13 @@ class ClassicalEngine(Engine):
             log_odds = log_odds + p["local_weight"] * local
         if carried is not None:
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
-            log_odds -= self._distance_penalty(carried)
+            log_odds -= self._distance_penalty(carried, p["margin"])
         mask_small = _graph_cut(small, log_odds, p["smoothness"])
         support = (carried > 0.5) if carried is not None else (log_odds > 0)
         if mask_small.any():
-            mask_small = _keep_supported(mask_small, support | (support.sum() == 0))
+            # without a temporal neighbour, stray look-alike blobs are common: keep dominant components only
+            min_fraction = 0.02 if state is not None else 0.3
+            mask_small = _keep_supported(mask_small, support | (support.sum() == 0), min_fraction)
         coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
         uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
 
@@ -390,13 +401,13 @@ class ClassicalEngine(Engine):
         return carried, np.full(small_hw, trust, np.float32)
 
     @staticmethod
-    def _distance_penalty(carried: np.ndarray) -> np.ndarray:
+    def _distance_penalty(carried: np.ndarray, margin_fraction: float) -> np.ndarray:
         """Log-odds penalty growing with the distance from where the object was carried to."""
         inside = (carried > 0.5).astype(np.uint8)
         if not inside.any():
             return np.zeros_like(carried)
         distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
-        margin = max(6.0, 0.15 * np.sqrt(inside.sum()))
+        margin = max(6.0, margin_fraction * np.sqrt(inside.sum()))
         return ((distance / margin) ** 2).astype(np.float32)
 
     def _segment_scribble(self, rgb: np.ndarray, prompt: Prompt) -> np.ndarray:
@@ -414,10 +425,37 @@ class ClassicalEngine(Engine):
 
     def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None) -> np.ndarray:
         width = band_width(mask, fraction=self._params["band"])
+        wide = max(3 * width, band_width(mask, fraction=self._params["wide_band"], maximum=48))
         trimap = trimap_from_mask(mask, width=width, uncertainty=uncertainty, wide_width=3 * width)
         prior = prior_weight = None
         if guess is not None and confidence is not None and self._params["temporal"] > 0:
             prior, prior_weight = guess, self._params["temporal"] * confidence
         if guess is None:
             guess = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(1.0, width / 2))
-        return solve_alpha(rgb, trimap, guess=guess, prior=prior, prior_weight=prior_weight)
+        alpha = solve_alpha(rgb, trimap, guess=guess, prior=prior, prior_weight=prior_weight)
+        # Hair, fur and blur reach beyond a narrow band: where the solved alpha has not
+        # settled to 0 (or 1) at the band's edge, widen the band there and solve again.
+        grown = _widen_where_unsettled(trimap, alpha, mask, wide, inner=wide)
+        if grown is not None:
+            alpha = solve_alpha(rgb, grown, guess=alpha, prior=prior, prior_weight=prior_weight)
+        return alpha
+
+
+def _widen_where_unsettled(trimap: np.ndarray, alpha: np.ndarray, mask: np.ndarray, wide: int, inner: int):
+    """A wider trimap around band-edge pixels whose alpha is still far from 0 or 1, or None."""
+    unknown = (trimap > 0) & (trimap < 1)
+    kernel = np.ones((3, 3), np.uint8)
+    edge = cv2.dilate(unknown.astype(np.uint8), kernel) > 0
+    reach_out = cv2.dilate(np.where(unknown, alpha, 0).astype(np.float32), kernel)
+    reach_in = cv2.erode(np.where(unknown, alpha, 1).astype(np.float32), kernel)
+    seeds = edge & (((trimap == 0) & (reach_out > UNSETTLED)) | ((trimap == 1) & (reach_in < 1 - UNSETTLED)))
+    if seeds.sum() < 4:
+        return None
+    size = 2 * wide + 1
+    near = cv2.dilate(seeds.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+    mask_u8 = mask.astype(np.uint8)
+    distance = np.where(mask, cv2.distanceTransform(mask_u8, cv2.DIST_L2, 3), cv2.distanceTransform(1 - mask_u8, cv2.DIST_L2, 3))
+    grown = trimap.copy()
+    # outwards up to `wide`; inwards less, so the object keeps a solid core
+    grown[near & (distance <= np.where(mask, inner, wide))] = 0.5
+    return grown
