@@ -2,7 +2,8 @@
 
 The public Python API::
 
-    from napari_iconmat.core import open_frames, make_prompt, make_engine, propagate
+    from napari_iconmat.core import make_engine, make_prompt, propagate
+    from napari_iconmat.core.io import open_frames
 
     frames = open_frames("video.mp4")
     engine = make_engine("classical")
@@ -17,6 +18,7 @@ from .prompt import Prompt, make_prompt
 from .propagate import plan_runs, propagate
 from .reference import ReferenceQuery, load_query
 from .registry import DEFAULT_ENGINE, engine_names, engine_statuses, make_engine
+from .run import RunSummary, matte_sequence
 
 __all__ = [
     "DEFAULT_ENGINE",
@@ -29,12 +31,14 @@ __all__ = [
     "Prompt",
     "QueryMismatchError",
     "ReferenceQuery",
+    "RunSummary",
     "WeightsNotFoundError",
     "engine_names",
     "engine_statuses",
     "load_query",
     "make_engine",
     "make_prompt",
+    "matte_sequence",
     "plan_runs",
     "propagate",
 ]
