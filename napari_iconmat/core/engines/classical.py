@@ -154,6 +154,35 @@ def _keep_supported(mask: np.ndarray, support: np.ndarray, min_fraction: float =
     return out | (small[holes] & ~out)
 
 
+def _select_object(mask: np.ndarray, log_odds: np.ndarray, area_fraction: float, touches_border: bool) -> np.ndarray:
+    """On a frame without a temporal neighbour, keep the component(s) that look most like the object.
+
+    Each connected component is scored by its summed positive evidence, damped
+    when it is far larger than the reference object (relative to the frame) and,
+    unless the reference object itself touched the frame border, when it spans
+    the border (backgrounds do, isolated objects rarely). The best component is
+    kept, with any other scoring at least half as well.
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return mask
+    evidence = np.bincount(labels.ravel(), weights=np.maximum(log_odds, 0).ravel(), minlength=count)
+    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    h, w = mask.shape
+    expected = max(area_fraction, 1e-4) * h * w
+    score = evidence * np.minimum(1.0, 3.0 * expected / np.maximum(areas, 1.0))
+    if not touches_border:
+        left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+        right, bottom = left + stats[:, cv2.CC_STAT_WIDTH], top + stats[:, cv2.CC_STAT_HEIGHT]
+        sides = (left == 0).astype(int) + (top == 0) + (right == w) + (bottom == h)
+        score = score / (1.0 + sides)
+    score[0] = -1.0
+    best = score.max()
+    keep = score >= 0.5 * best
+    keep[0] = False
+    return keep[labels]
+
+
 class ClassicalEngine(Engine):
     """Weights-free engine: colour model + optical flow / keypoints + graph cut + closed-form matting.
 
@@ -251,7 +280,14 @@ class ClassicalEngine(Engine):
             "descriptors": descriptors.astype(np.float32),
             "image": rgb.astype(np.float32),
         }
-        meta = {"value_range": list(value_range), "shape": list(alpha.shape), "prompt_kind": prompt.kind}
+        core = alpha > 0.5
+        meta = {
+            "value_range": list(value_range),
+            "shape": list(alpha.shape),
+            "prompt_kind": prompt.kind,
+            "area_fraction": float(core.mean()),
+            "touches_border": bool(core[0].any() or core[-1].any() or core[:, 0].any() or core[:, -1].any()),
+        }
         return ReferenceQuery(signature=signature, arrays=arrays, meta=meta)
 
     def reference_matte(self, query: ReferenceQuery):
@@ -291,11 +327,22 @@ class ClassicalEngine(Engine):
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
             log_odds -= self._distance_penalty(carried, p["margin"])
         mask_small = _graph_cut(small, log_odds, p["smoothness"])
+        if state is None:
+            # no temporal anchor: a region far larger than the reference object is mostly
+            # look-alike background, so demand stronger evidence until the size is plausible
+            limit = 3.0 * query.meta["area_fraction"] * mask_small.size
+            for _ in range(6):
+                if mask_small.sum() <= limit:
+                    break
+                log_odds = log_odds - 1.0
+                mask_small = _graph_cut(small, log_odds, p["smoothness"])
         support = (carried > 0.5) if carried is not None else (log_odds > 0)
         if mask_small.any():
             # without a temporal neighbour, stray look-alike blobs are common: keep dominant components only
-            min_fraction = 0.02 if state is not None else 0.3
-            mask_small = _keep_supported(mask_small, support | (support.sum() == 0), min_fraction)
+            if state is not None:
+                mask_small = _keep_supported(mask_small, support | (support.sum() == 0))
+            else:
+                mask_small = _select_object(mask_small, log_odds, query.meta["area_fraction"], query.meta["touches_border"])
         coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
         uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
 
