@@ -201,6 +201,19 @@ class ClassicalEngine(Engine):
         Strength of the pull towards the previous frame's alpha where nothing moved (0 = off).
     adapt : float
         How fast the colour model follows the sequence (0 = reference only).
+    local_weight, local_window : float
+        Weight of the local colour log-odds, and its Gaussian window as a fraction of sqrt(object area).
+    margin : float
+        Distance (fraction of sqrt(object area)) beyond the carried object at which growth is penalised.
+    wide_band : float
+        Widest unknown band, as a fraction of sqrt(object area), where the alpha has not settled.
+    max_growth : float
+        Largest plausible area growth from one frame to the next (0 = no limit).
+    solver_iterations, solver_tolerance
+        Conjugate-gradient budget of the matting solve. The solve starts from the carried
+        alpha; a bounded number of steps (rather than full convergence) keeps the alpha
+        from bleeding across ambiguous colours, which measured better on both the synthetic
+        set (SAD) and DAVIS (IoU).
     """
 
     name = "classical"
@@ -220,6 +233,9 @@ class ClassicalEngine(Engine):
         local_window: float = 0.08,
         margin: float = 0.15,
         wide_band: float = 0.12,
+        max_growth: float = 1.25,
+        solver_iterations: int = 120,
+        solver_tolerance: float = 3e-3,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -233,6 +249,9 @@ class ClassicalEngine(Engine):
             local_window=float(local_window),
             margin=float(margin),
             wide_band=float(wide_band),
+            max_growth=float(max_growth),
+            solver_iterations=int(solver_iterations),
+            solver_tolerance=float(solver_tolerance),
         )
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._sift = cv2.SIFT_create(nfeatures=1500)
@@ -331,10 +350,14 @@ class ClassicalEngine(Engine):
             # no temporal anchor: a region far larger than the reference object is mostly
             # look-alike background, so demand stronger evidence until the size is plausible
             limit = 3.0 * query.meta["area_fraction"] * mask_small.size
+        else:
+            # objects rarely grow by a quarter between two frames: sudden growth is a leak
+            limit = p["max_growth"] * max(float((carried > 0.5).sum()), 16.0)
+        if p["max_growth"] > 0:
             for _ in range(6):
                 if mask_small.sum() <= limit:
                     break
-                log_odds = log_odds - 1.0
+                log_odds = log_odds - 1.0 * (carried < 0.5 if carried is not None else 1.0)
                 mask_small = _graph_cut(small, log_odds, p["smoothness"])
         support = (carried > 0.5) if carried is not None else (log_odds > 0)
         if mask_small.any():
@@ -479,12 +502,13 @@ class ClassicalEngine(Engine):
             prior, prior_weight = guess, self._params["temporal"] * confidence
         if guess is None:
             guess = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(1.0, width / 2))
-        alpha = solve_alpha(rgb, trimap, guess=guess, prior=prior, prior_weight=prior_weight)
+        budget = dict(max_iterations=self._params["solver_iterations"], tolerance=self._params["solver_tolerance"])
+        alpha = solve_alpha(rgb, trimap, guess=guess, prior=prior, prior_weight=prior_weight, **budget)
         # Hair, fur and blur reach beyond a narrow band: where the solved alpha has not
         # settled to 0 (or 1) at the band's edge, widen the band there and solve again.
         grown = _widen_where_unsettled(trimap, alpha, mask, wide, inner=wide)
         if grown is not None:
-            alpha = solve_alpha(rgb, grown, guess=alpha, prior=prior, prior_weight=prior_weight)
+            alpha = solve_alpha(rgb, grown, guess=alpha, prior=prior, prior_weight=prior_weight, **budget)
         return alpha
 
 
