@@ -53,6 +53,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .io.writers import atomic_write_bytes
 from .errors import IconmatError, InputError
 from .metrics import METRIC_SCALES, dtssd, image_metrics, iou, trimap_region
 
@@ -752,19 +753,6 @@ def run_bench(
 # ------------------------------------------------------------------ report
 
 
-def _write_atomic(path, data: bytes) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as file:
-            file.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _json_value(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -849,7 +837,7 @@ class BenchReport:
 
     def save_json(self, path) -> Path:
         """Write :meth:`to_json` to ``path`` atomically; returns the path."""
-        return _write_atomic(path, (json.dumps(self.to_json(), indent=1) + "\n").encode())
+        return atomic_write_bytes(path, (json.dumps(self.to_json(), indent=1) + "\n").encode())
 
     def format_table(self) -> str:
         """The report as a fixed-width text table, one line per folder x sequence x method.
@@ -942,7 +930,7 @@ class BenchReport:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=90)
         plt.close(figure)
-        return _write_atomic(path, buffer.getvalue())
+        return atomic_write_bytes(path, buffer.getvalue())
 
     def contact_sheet(self, path, worst: int = 6) -> Path:
         """Write a PNG of the worst frames across folders: frame | GT alpha | predicted alpha | |error|.
@@ -980,7 +968,7 @@ class BenchReport:
         ok, buffer = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         if not ok:
             raise OSError(f"could not encode the contact sheet {path} as PNG")
-        return _write_atomic(path, buffer.tobytes())
+        return atomic_write_bytes(path, buffer.tobytes())
 
 
 # ------------------------------------------------------------------ targets

@@ -126,6 +126,3 @@ class Engine(ABC):
         state
             Track state to pass with the next frame of the same sequence.
         """
-
-    def signature_params(self) -> dict:
-        return dict(self.params)

@@ -10,8 +10,8 @@ for a reference, engine or setting it was not built for.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, QueryMismatchError
+from .io.writers import atomic_write_bytes
 
 __all__ = ["ReferenceQuery", "reference_signature", "hash_reference", "load_query"]
 
@@ -98,11 +99,9 @@ class ReferenceQuery:
             if value.dtype == object:
                 raise TypeError(f"query array {name!r} has dtype object; only numeric arrays can be saved")
         payload[_META_KEY] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **payload)
-        os.replace(tmp, path)
-        return path
+        buffer = io.BytesIO()
+        np.savez(buffer, **payload)
+        return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path, *, expected: dict | None = None) -> "ReferenceQuery":

@@ -20,7 +20,6 @@ import json
 import numbers
 import os
 import time
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from .frames import check_frame
 from .io.readers import FrameSource, open_frames, read_image
 from .io.writers import FORMATS, OutputWriter
 from .prompt import PROMPT_KINDS, Prompt, make_prompt
+from .io.writers import atomic_write_bytes
 from .propagate import DIRECTIONS, count_outputs, parse_range, plan_runs, propagate
 from .reference import ReferenceQuery, reference_signature
 from .registry import get_engine_class, make_engine
@@ -167,17 +167,11 @@ def write_json(path, data: dict) -> Path:
     path = Path(os.fspath(path)).expanduser()
     if path.is_dir():
         raise InputError(f"cannot write JSON to {path}: it is a folder")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
     except OSError as exc:
-        if tmp.parent.is_dir():
-            tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    atomic_write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode("utf-8"))
     return path
 
 

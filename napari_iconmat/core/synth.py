@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import cv2
 import numpy as np
 
+from .io.writers import atomic_write_bytes
 from .errors import InputError
 
 __all__ = ["SynthFrame", "synth_video", "synth_collection", "write_synth", "SYNTH_KINDS", "REFERENCE_FRAME"]
@@ -536,25 +536,13 @@ def synth_collection(n_images: int = 12, size: tuple[int, int] = (512, 384), see
 # ------------------------------------------------------------------ writers
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as file:
-            file.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_png(path: Path, array: np.ndarray) -> None:
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
     ok, buffer = cv2.imencode(".png", array)
     if not ok:
         raise OSError(f"could not encode {path.name} as PNG")
-    _write_atomic(path, buffer.tobytes())
+    atomic_write_bytes(path, buffer.tobytes())
 
 
 def write_synth(kind: str, out_dir, *, frames: int | None = None, size: tuple[int, int] | None = None, seed: int = 0) -> Path:
@@ -614,5 +602,5 @@ def write_synth(kind: str, out_dir, *, frames: int | None = None, size: tuple[in
         if i == REFERENCE_FRAME:
             _write_png(out / "reference_mask.png", np.where(frame.alpha > 0.5, 255, 0).astype(np.uint8))
     meta = {"frame": REFERENCE_FRAME, "mask": "reference_mask.png", "kind": kind, "seed": int(seed), "size": [int(size[0]), int(size[1])]}
-    _write_atomic(out / "reference.json", (json.dumps(meta, indent=2) + "\n").encode())
+    atomic_write_bytes(out / "reference.json", (json.dumps(meta, indent=2) + "\n").encode())
     return out

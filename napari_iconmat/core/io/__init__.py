@@ -7,10 +7,19 @@ See :mod:`.readers` (:func:`open_frames`, :func:`read_image`) and
 from __future__ import annotations
 
 from .readers import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FrameSource, natural_key, open_frames, read_image
-from .writers import FORMAT_HELP, FORMATS, OutputWriter, alpha_to_uint8, alpha_to_uint16, atomic_write_png
+from .writers import (
+    FORMAT_HELP,
+    FORMATS,
+    OutputWriter,
+    alpha_to_uint8,
+    alpha_to_uint16,
+    atomic_write_bytes,
+    atomic_write_png,
+)
 
 __all__ = [
     "FORMATS",
+    "atomic_write_bytes",
     "FORMAT_HELP",
     "FrameSource",
     "IMAGE_SUFFIXES",

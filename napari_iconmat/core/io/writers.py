@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = [
+    "atomic_write_bytes",
     "FORMATS",
     "FORMAT_HELP",
     "OutputWriter",
@@ -121,7 +122,7 @@ def atomic_write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
     if not ok:
         raise InputError(f"cannot encode PNG {path} from an array of shape {array.shape}")
-    _atomic_write_bytes(path, encoded.tobytes())
+    atomic_write_bytes(path, encoded.tobytes())
     return path
 
 
@@ -407,7 +408,13 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a hidden temporary file and a rename.
+
+    A killed process never leaves a half-written file under the final name.
+    Raises InputError naming the path when it cannot be written.
+    """
+    path = Path(path)
     tmp = _temp_name(path)
     try:
         # os.open with 0o666 lets the umask set the permissions (mkstemp would force 0o600).
@@ -418,6 +425,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as exc:
         _unlink_quietly(tmp)
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
 
 
 def _atomic_write_npy(path: Path, array: np.ndarray) -> None:
