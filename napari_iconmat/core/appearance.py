@@ -70,6 +70,16 @@ class ColourModel:
         np.clip(table, -limit, limit, out=table)
         return table[bins]
 
+    def with_scene(self, bins: np.ndarray, weight: float = 0.5) -> "ColourModel":
+        """A copy whose background also covers the colours of a new scene.
+
+        For an image with no temporal neighbour the reference's background may
+        be unrelated; the image's own colour histogram is a fair background
+        estimate there, since the object covers a minor part of it.
+        """
+        scene = _histogram(bins, np.ones(bins.shape, np.float32))
+        return ColourModel(self.foreground, (1 - weight) * self.background + weight * scene)
+
     def blend(self, other: "ColourModel", weight: float) -> "ColourModel":
         """(1 - weight) * self + weight * other."""
         return ColourModel(

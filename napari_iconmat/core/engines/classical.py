@@ -227,7 +227,7 @@ class ClassicalEngine(Engine):
         colour_weight: float = 1.0,
         smoothness: float = 3.0,
         band: float = 0.012,
-        temporal: float = 0.1,
+        temporal: float = 1.0,
         adapt: float = 0.3,
         local_weight: float = 1.0,
         local_window: float = 0.08,
@@ -327,7 +327,7 @@ class ClassicalEngine(Engine):
         gray = _gray_u8(small)
         bins = lab_bins(small)
         lab = _lab(small)
-        model = state.model if state is not None else self._model(query)
+        model = state.model if state is not None else self._model(query).with_scene(bins)
 
         carried_full = None
         if state is not None and state.gray.shape == gray.shape and state.alpha.shape == full_hw:
@@ -481,17 +481,28 @@ class ClassicalEngine(Engine):
         return ((distance / margin) ** 2).astype(np.float32)
 
     def _segment_scribble(self, rgb: np.ndarray, prompt: Prompt) -> np.ndarray:
+        """GrabCut-style: colour models from the strokes, cut, refit on the cut, cut again."""
         bins = lab_bins(rgb)
         model = fit_colour_model(bins, prompt.foreground, prompt.background)
         if model is None:
             from ..errors import InputError
 
             raise InputError("a scribble prompt needs both foreground (1) and background (2) strokes")
-        log_odds = model.log_odds(bins)
-        log_odds[prompt.foreground] = 50.0
-        log_odds[prompt.background] = -50.0
-        mask = _graph_cut(rgb, log_odds, self._params["smoothness"])
-        return _keep_supported(mask, prompt.foreground)
+        mask = prompt.foreground
+        for _ in range(4):
+            log_odds = model.log_odds(bins, novelty=0.0)
+            log_odds[prompt.foreground] = 50.0
+            log_odds[prompt.background] = -50.0
+            new_mask = _keep_supported(_graph_cut(rgb, log_odds, self._params["smoothness"]), prompt.foreground)
+            if np.array_equal(new_mask, mask):
+                break
+            mask = new_mask
+            refit = fit_colour_model(bins, mask, ~mask)
+            if refit is None:
+                break
+            # the strokes stay in the model: they are the only certain labels
+            model = refit.blend(fit_colour_model(bins, prompt.foreground, prompt.background), 0.5)
+        return mask
 
     def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None) -> np.ndarray:
         width = band_width(mask, fraction=self._params["band"])
