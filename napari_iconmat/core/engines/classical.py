@@ -236,6 +236,7 @@ class ClassicalEngine(Engine):
         max_growth: float = 1.25,
         solver_iterations: int = 120,
         solver_tolerance: float = 3e-3,
+        reference_veto: float = 2.5,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -252,6 +253,7 @@ class ClassicalEngine(Engine):
             max_growth=float(max_growth),
             solver_iterations=int(solver_iterations),
             solver_tolerance=float(solver_tolerance),
+            reference_veto=float(reference_veto),
         )
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._sift = cv2.SIFT_create(nfeatures=1500)
@@ -274,7 +276,8 @@ class ClassicalEngine(Engine):
             alpha = prompt.alpha.copy()
         else:
             mask = prompt.alpha > 0.5 if prompt.kind == "mask" else self._segment_scribble(rgb, prompt)
-            alpha = self._matte_mask(rgb, mask, None)
+            # the user's mask is the truth on the reference: soften its edge, never its shape
+            alpha = self._matte_mask(rgb, mask, None, widen=False)
         fg, bg = self._sure_regions(alpha)
         model = fit_colour_model(lab_bins(rgb), fg, bg)
         if model is None:  # tiny or thin objects: fall back to the prompt itself
@@ -340,6 +343,9 @@ class ClassicalEngine(Engine):
             local = None
 
         log_odds = p["colour_weight"] * model.log_odds(bins)
+        if state is not None and p["reference_veto"] > 0:
+            # the adapted model can learn a leak; colours the reference calls background cannot
+            log_odds += p["reference_veto"] * np.minimum(self._model(query).log_odds(bins), 0.0)
         if local is not None:
             log_odds = log_odds + p["local_weight"] * local
         if carried is not None:
@@ -504,7 +510,7 @@ class ClassicalEngine(Engine):
             model = refit.blend(fit_colour_model(bins, prompt.foreground, prompt.background), 0.5)
         return mask
 
-    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None) -> np.ndarray:
+    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True) -> np.ndarray:
         width = band_width(mask, fraction=self._params["band"])
         wide = max(3 * width, band_width(mask, fraction=self._params["wide_band"], maximum=48))
         trimap = trimap_from_mask(mask, width=width, uncertainty=uncertainty, wide_width=3 * width)
@@ -517,7 +523,7 @@ class ClassicalEngine(Engine):
         alpha = solve_alpha(rgb, trimap, guess=guess, prior=prior, prior_weight=prior_weight, **budget)
         # Hair, fur and blur reach beyond a narrow band: where the solved alpha has not
         # settled to 0 (or 1) at the band's edge, widen the band there and solve again.
-        grown = _widen_where_unsettled(trimap, alpha, mask, wide, inner=wide)
+        grown = _widen_where_unsettled(trimap, alpha, mask, wide, inner=wide) if widen else None
         if grown is not None:
             alpha = solve_alpha(rgb, grown, guess=alpha, prior=prior, prior_weight=prior_weight, **budget)
         return alpha
