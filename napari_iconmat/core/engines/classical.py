@@ -330,10 +330,12 @@ class ClassicalEngine(Engine):
         gray = _gray_u8(small)
         bins = lab_bins(small)
         lab = _lab(small)
-        model = state.model if state is not None else self._model(query).with_scene(bins)
+        # a temporal neighbour of another size (collections read as sequences) is no neighbour
+        neighbour = state is not None and state.gray.shape == gray.shape and state.alpha.shape == full_hw
+        model = state.model if neighbour else self._model(query).with_scene(bins)
 
         carried_full = None
-        if state is not None and state.gray.shape == gray.shape and state.alpha.shape == full_hw:
+        if neighbour:
             carried, confidence, flow = self._carry_by_flow(state, gray)
             local = _local_colour_log_odds(state, flow, lab, carried, p["local_window"])
             carried_full, confidence_full = self._carry_full(state.alpha, flow, confidence, full_hw)
@@ -343,7 +345,7 @@ class ClassicalEngine(Engine):
             local = None
 
         log_odds = p["colour_weight"] * model.log_odds(bins)
-        if state is not None and p["reference_veto"] > 0:
+        if neighbour and p["reference_veto"] > 0:
             # the adapted model can learn a leak; colours the reference calls background cannot
             log_odds += p["reference_veto"] * np.minimum(self._model(query).log_odds(bins), 0.0)
         if local is not None:
@@ -352,7 +354,7 @@ class ClassicalEngine(Engine):
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
             log_odds -= self._distance_penalty(carried, p["margin"])
         mask_small = _graph_cut(small, log_odds, p["smoothness"])
-        if state is None:
+        if not neighbour:
             # no temporal anchor: a region far larger than the reference object is mostly
             # look-alike background, so demand stronger evidence until the size is plausible
             limit = 3.0 * query.meta["area_fraction"] * mask_small.size
@@ -368,7 +370,7 @@ class ClassicalEngine(Engine):
         support = (carried > 0.5) if carried is not None else (log_odds > 0)
         if mask_small.any():
             # without a temporal neighbour, stray look-alike blobs are common: keep dominant components only
-            if state is not None:
+            if neighbour:
                 mask_small = _keep_supported(mask_small, support | (support.sum() == 0))
             else:
                 mask_small = _select_object(mask_small, log_odds, query.meta["area_fraction"], query.meta["touches_border"])

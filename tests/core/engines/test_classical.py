@@ -84,3 +84,12 @@ def test_no_flicker_where_nothing_moves():
         change[temporal] = np.mean([np.abs(alphas[i] - alphas[i - 1]).mean() for i in range(2, 5)])
     assert change[1.0] < 0.01
     assert change[1.0] <= change[0.0]
+
+
+def test_a_frame_of_another_size_in_a_sequence_is_matted_without_its_neighbour(video):
+    engine = make_engine("classical")
+    query = engine.encode_reference(video[0].image, make_prompt(video[0].alpha > 0.5))
+    frames = [video[0].image, video[1].image, video[2].image[:96, :160], video[3].image]
+    results = dict(propagate(frames, query, engine, reference_index=0))
+    assert results[2].alpha.shape == (96, 160)
+    assert results[3].alpha.shape == video[3].alpha.shape
