@@ -23,7 +23,6 @@ import argparse
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from . import __version__
 from .core.errors import IconmatError, InputError
@@ -121,18 +120,6 @@ def _split_list(values) -> list[str]:
     return [item.strip() for value in values or () for item in value.split(",") if item.strip()]
 
 
-def _output_file(path: Path) -> Path:
-    """A file the command will write: its folder is created, and it must not be a folder."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise InputError(f"cannot write {path}: it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the folder of {path}: {exc.strerror or exc}") from None
-    return path
-
-
 # ---------------------------------------------------------------- commands
 
 
@@ -209,7 +196,9 @@ def _cmd_bench(args) -> int:
     from .core.bench import check_targets, run_bench
 
     engines = _split_list(args.engines) or [DEFAULT_ENGINE]
-    outputs = [(_output_file(p), what) for p, what in ((args.json, "json"), (args.plot, "plot"), (args.sheet, "sheet")) if p]
+    from .core.run import prepare_output_file
+
+    outputs = [(prepare_output_file(p), what) for p, what in ((args.json, "json"), (args.plot, "plot"), (args.sheet, "sheet")) if p]
     with _progress(args, desc="bench") as progress:
         report = run_bench(args.folders, engines=engines, max_frames=args.max_frames, on_progress=progress)
     print(report.format_table())

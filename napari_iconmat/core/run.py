@@ -156,6 +156,24 @@ class DemoSummary:
 # ---------------------------------------------------------------- helpers
 
 
+def prepare_output_file(path) -> Path:
+    """Check that ``path`` can be a file (not a folder) and create its folder.
+
+    Raises
+    ------
+    InputError
+        If ``path`` is a folder or its folder cannot be created.
+    """
+    path = Path(os.fspath(path)).expanduser()
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder of {path}: {exc.strerror or exc}") from None
+    return path
+
+
 def write_json(path, data: dict) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically (temporary name, then rename).
 
@@ -164,13 +182,7 @@ def write_json(path, data: dict) -> Path:
     InputError
         If the file or its folder cannot be written.
     """
-    path = Path(os.fspath(path)).expanduser()
-    if path.is_dir():
-        raise InputError(f"cannot write JSON to {path}: it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    path = prepare_output_file(path)
     atomic_write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode("utf-8"))
     return path
 
