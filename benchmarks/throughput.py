@@ -29,10 +29,9 @@ Usage::
     python benchmarks/throughput.py --json bench.json --workdir /tmp/iconmat-bench
     python benchmarks/throughput.py --blas-threads 1    # on a machine other jobs share
 
-Multi-threaded OpenBLAS busy-waits between the many small vector operations of
-the matting solver's conjugate gradients; when other processes hold the cores
-this can slow a frame down a hundredfold, so on a shared machine pass
-``--blas-threads 1`` (the table says which setting was used).
+``--blas-threads N`` pins the BLAS thread count of every run, so that timings
+on a machine other jobs share are comparable (the table says which setting was
+used). The matting solver itself no longer depends on BLAS threads.
 
 This is not a test: it takes minutes and its numbers depend on the machine.
 """
