@@ -13,7 +13,6 @@ import tifffile
 
 from napari_iconmat.cli import main
 from napari_iconmat.core import run as core_run
-from napari_iconmat.core.engines.classical import ClassicalEngine
 from napari_iconmat.core.synth import write_synth
 
 SIZE = (96, 64)  # (W, H)
@@ -78,15 +77,8 @@ def test_matte_external_reference(sample, tmp_path, capsys):
     assert "00000.png" in capsys.readouterr().out
 
 
-def test_matte_cache_dir_reuses_the_query(sample, tmp_path, monkeypatch, capsys):
-    calls = []
-    original = ClassicalEngine.encode_reference
-
-    def spy(self, image, prompt):
-        calls.append(1)
-        return original(self, image, prompt)
-
-    monkeypatch.setattr(ClassicalEngine, "encode_reference", spy)
+def test_matte_cache_dir_reuses_the_query(sample, tmp_path, encode_calls, capsys):
+    calls = encode_calls
     cache = tmp_path / "cache"
     assert _matte(sample, tmp_path / "a", "--cache-dir", str(cache)) == 0
     assert calls == [1]

@@ -127,20 +127,8 @@ def test_sequence_order_needs_one_frame_size(tmp_path):
 # ---------------------------------------------------------------- cache
 
 
-def _count_encodes(monkeypatch):
-    calls = []
-    original = ClassicalEngine.encode_reference
-
-    def spy(self, image, prompt):
-        calls.append(1)
-        return original(self, image, prompt)
-
-    monkeypatch.setattr(ClassicalEngine, "encode_reference", spy)
-    return calls
-
-
-def test_cache_is_saved_then_loaded(sample, tmp_path, monkeypatch):
-    calls = _count_encodes(monkeypatch)
+def test_cache_is_saved_then_loaded(sample, tmp_path, encode_calls):
+    calls = encode_calls
     first = _run(sample, tmp_path / "a", cache_dir=tmp_path / "cache")
     assert calls == [1] and first.query_source == "encoded"
     cached = list((tmp_path / "cache").iterdir())
@@ -171,7 +159,7 @@ def test_cache_name_matches_the_query_key(sample):
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "other-params"])
-def test_bad_cache_file_is_ignored_and_replaced(sample, tmp_path, monkeypatch, damage):
+def test_bad_cache_file_is_ignored_and_replaced(sample, tmp_path, request, damage):
     first = _run(sample, tmp_path / "a", cache_dir=tmp_path / "cache")
     path = first.query_path
     if damage == "garbage":
@@ -181,7 +169,7 @@ def test_bad_cache_file_is_ignored_and_replaced(sample, tmp_path, monkeypatch, d
     else:  # a valid query of other parameters under this name
         other = _run(sample, tmp_path / "x", cache_dir=tmp_path / "other", engine_params={"smoothness": 5.0})
         path.write_bytes(other.query_path.read_bytes())
-    calls = _count_encodes(monkeypatch)
+    calls = request.getfixturevalue("encode_calls")
     with pytest.warns(UserWarning, match="ignoring cached reference query"):
         summary = _run(sample, tmp_path / "b", cache_dir=tmp_path / "cache")
     assert calls == [1] and summary.frames == N and summary.query_source == "encoded"
