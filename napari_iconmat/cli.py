@@ -120,6 +120,23 @@ def _split_list(values) -> list[str]:
     return [item.strip() for value in values or () for item in value.split(",") if item.strip()]
 
 
+def _engine_options(values) -> dict:
+    """``--engine-option KEY=VALUE`` pairs as engine keyword arguments (values parsed as JSON when they are)."""
+    import json
+
+    params = {}
+    for item in values or ():
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise InputError(f"--engine-option expects KEY=VALUE (e.g. working_size=480), got {item!r}")
+        try:
+            params[key] = json.loads(text)
+        except ValueError:
+            params[key] = text
+    return params
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -134,6 +151,7 @@ def _cmd_matte(args) -> int:
             reference_frame=args.reference_frame,
             reference_image=args.reference,
             engine=args.engine,
+            engine_params=_engine_options(args.engine_option) or None,
             formats=_split_list(args.format) or ("png",),
             frame_range=args.range,
             direction=args.direction,
@@ -200,7 +218,11 @@ def _cmd_bench(args) -> int:
 
     outputs = [(prepare_output_file(p), what) for p, what in ((args.json, "json"), (args.plot, "plot"), (args.sheet, "sheet")) if p]
     with _progress(args, desc="bench") as progress:
-        report = run_bench(args.folders, engines=engines, max_frames=args.max_frames, on_progress=progress)
+        params = _engine_options(args.engine_option)
+        report = run_bench(
+            args.folders, engines=engines, max_frames=args.max_frames, on_progress=progress,
+            engine_params={name: params for name in engines} if params else None,
+        )  # fmt: skip
     print(report.format_table())
     for path, what in outputs:
         try:
@@ -298,6 +320,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--reference", metavar="IMAGE", help="an external reference image instead of a frame of INPUT")
     p.add_argument("--mask", required=True, metavar="MASK", help="mask, soft alpha or scribble image of the reference's size")
     p.add_argument("--engine", choices=names, default=DEFAULT_ENGINE, help=f"matting engine (default {DEFAULT_ENGINE}; see 'iconmat engines')")
+    p.add_argument("--engine-option", action="append", metavar="KEY=VALUE", help="engine parameter, repeatable (e.g. working_size=480)")
     p.add_argument("--format", action="append", metavar="FMT", help=f"output format(s): {', '.join(FORMATS)} (default png)")
     p.add_argument("--range", metavar="A:B", help="frames to output as Python slice bounds: 10:50, :20, or --range=-10: (the last 10); default all")
     p.add_argument("--direction", choices=DIRECTIONS, default="both", help="propagate from the reference frame (default both)")
@@ -338,6 +361,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p = command("bench", "Matte and score benchmark folders with engines and baselines.", _BENCH_EXAMPLES)
     p.add_argument("folders", nargs="+", metavar="DIR", help="benchmark folders (synth, DAVIS or ICM-57 layout)")
     p.add_argument("--engines", action="append", metavar="A,B", help=f"engines to run, comma-separated (default {DEFAULT_ENGINE}; known: {', '.join(names)})")
+    p.add_argument("--engine-option", action="append", metavar="KEY=VALUE", help="parameter of every engine run, repeatable")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--plot", metavar="FILE", help="write a PNG of the per-frame error curves")
     p.add_argument("--sheet", metavar="FILE", help="write a PNG contact sheet of the worst frames")

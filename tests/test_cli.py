@@ -64,6 +64,18 @@ def test_matte_formats_repeatable_and_comma_separated(sample, tmp_path, capsys):
     assert "alpha.tif" in capsys.readouterr().out
 
 
+def test_engine_options_reach_the_engine(sample, tmp_path):
+    assert _matte(sample, tmp_path, "--engine-option", "working_size=48", "--engine-option", "temporal=0", "--quiet") == 0
+    params = json.loads((tmp_path / "iconmat-run.json").read_text())["engine"]["params"]
+    assert params["working_size"] == 48 and params["temporal"] == 0
+
+
+@pytest.mark.parametrize("option, expected", [("working_size", "expects KEY=VALUE"), ("no_such=1", "does not accept")])
+def test_bad_engine_option_is_one_line(sample, tmp_path, capsys, option, expected):
+    assert _matte(sample, tmp_path, "--engine-option", option) == 2
+    assert expected in _one_line_error(capsys.readouterr().err)
+
+
 def test_matte_range(sample, tmp_path):
     assert _matte(sample, tmp_path, "--range", "1:3") == 0
     assert sorted(p.name for p in (tmp_path / "alpha").iterdir()) == ["00001.png", "00002.png"]

@@ -148,14 +148,14 @@ def _sample(case: _Case, method: str, values: dict, frame, gt, pred) -> dict:
 # ------------------------------------------------------------------ jobs (run in a child process when isolated)
 
 
-def _engine_job(layout: str, cases: list[_Case], engine_name: str, keep_worst: int, progress) -> dict:
+def _engine_job(layout: str, cases: list[_Case], engine_name: str, keep_worst: int, engine_params: dict | None, progress) -> dict:
     """Propagate every case with one engine; score its alpha and its coarse mask."""
     from ..io.readers import open_frames, read_image
     from ..prompt import make_prompt
     from ..propagate import propagate
     from ..registry import make_engine
 
-    engine = make_engine(engine_name)
+    engine = make_engine(engine_name, **(engine_params or {}))
     rows: dict[tuple, _Scores] = {}
     worst = _Worst(keep_worst)
     cached = (None, None)  # (reference image path, query): ICM targets share references
@@ -287,6 +287,7 @@ def run_bench(
     max_frames: int | None = None,
     isolate: bool = True,
     keep_worst: int = 6,
+    engine_params: dict[str, dict] | None = None,
 ) -> BenchReport:
     """Matte and score benchmark folders with engines and baselines.
 
@@ -313,6 +314,9 @@ def run_bench(
     keep_worst : int, optional
         Frames with the largest mean absolute error kept per folder and engine
         for :meth:`BenchReport.contact_sheet`. Default 6.
+    engine_params : dict, optional
+        Keyword arguments per engine name (``{'classical': {'working_size': 480}}``);
+        engines not named get their defaults.
 
     Returns
     -------
@@ -374,6 +378,9 @@ def run_bench(
 
     for name in engines:
         get_engine_class(name)  # unknown names fail here, before any work
+    for name in engine_params or {}:
+        if name not in engines:
+            raise InputError(f"engine parameters given for {name!r}, which is not among the engines run ({', '.join(engines)})")
 
     labels = [Path(f).name or str(f) for f in folders]
     if len(set(labels)) < len(labels):
@@ -395,7 +402,7 @@ def run_bench(
     rows, samples, folder_info = [], [], []
     for label, path, layout, cases in plan:
         results = [
-            _run_job(_engine_job, (layout, cases, name, keep_worst), isolate=isolate, progress=progress) for name in engines
+            _run_job(_engine_job, (layout, cases, name, keep_worst, (engine_params or {}).get(name)), isolate=isolate, progress=progress) for name in engines
         ]
         results.append(_run_job(_baseline_job, (layout, cases), isolate=isolate, progress=progress))
         sequences = list(dict.fromkeys(case.sequence for case in cases))
