@@ -14,6 +14,7 @@ The public Python API::
 
 from .engine import Engine, EngineStatus, FrameMatte
 from .errors import CheckpointError, IconmatError, InputError, QueryMismatchError, WeightsNotFoundError
+from .lazy import matte_lazy
 from .prompt import Prompt, make_prompt
 from .propagate import plan_runs, propagate
 from .reference import ReferenceQuery, load_query
@@ -37,6 +38,7 @@ __all__ = [
     "engine_statuses",
     "load_query",
     "make_engine",
+    "matte_lazy",
     "make_prompt",
     "matte_sequence",
     "plan_runs",
