@@ -181,9 +181,9 @@ def load_pretrained(cls, folder: Path, what: str, **kwargs):
     quiet_transformers()
     try:
         return cls.from_pretrained(str(folder), **kwargs).eval()
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+    except Exception as exc:  # whatever breaks inside from_pretrained is a broken folder the user gave
         first = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{what}: cannot load a {cls.__name__} from {folder} ({type(exc).__name__}: {first})") from None
+        raise CheckpointError(f"{what}: cannot load a {cls.__name__} from {folder} ({type(exc).__name__}: {first})") from exc
 
 
 def processor_config(folder: Path) -> dict:

@@ -63,7 +63,8 @@ def sam_inputs(image: np.ndarray, longest: int, *, mean=_SAM_MEAN, std=_SAM_STD)
     image : (H, W, 3) ndarray of float in [0, 1]
     """
     height, width = sam_resize_shape(image.shape, longest)
-    resized = cv2.resize(np.asarray(image, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    shrink = height * width < image.shape[0] * image.shape[1]  # area averaging, like PIL's antialiased resize
+    resized = cv2.resize(np.asarray(image, np.float32), (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     normalised = (resized - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     out = np.zeros((3, longest, longest), np.float32)
     out[:, :height, :width] = normalised.transpose(2, 0, 1)
