@@ -163,27 +163,37 @@ def torch_device(device: str | None):
     """``device``, or CUDA when available, else the CPU (as a torch.device)."""
     import torch
 
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def quiet_transformers() -> None:
-    """No weight-loading progress bars or advisory logs on stderr (the CLI draws its own bar)."""
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but CUDA is not available here")
+    return chosen
 
 
 def load_pretrained(cls, folder: Path, what: str, **kwargs):
-    """``cls.from_pretrained(folder)`` with a one-line :class:`CheckpointError` when it fails."""
-    quiet_transformers()
+    """``cls.from_pretrained(folder)`` in eval mode, with a one-line :class:`CheckpointError` when it fails.
+
+    transformers' weight-loading progress bar and advisory logs are off meanwhile
+    (the CLI draws its own bar), and restored afterwards.
+    """
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
     try:
         return cls.from_pretrained(str(folder), **kwargs).eval()
     except Exception as exc:  # whatever breaks inside from_pretrained is a broken folder the user gave
         first = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"{what}: cannot load a {cls.__name__} from {folder} ({type(exc).__name__}: {first})") from exc
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
 
 
 def processor_config(folder: Path) -> dict:

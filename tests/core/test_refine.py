@@ -95,6 +95,8 @@ def test_vitmatte_refiner_keeps_known_pixels_and_crops_the_padding(tiny_vitmatte
 def test_refiner_errors(tmp_path, tiny_vitmatte):
     with pytest.raises(InputError, match="refiner must be one of closed-form, vitmatte, got 'knn'"):
         make_refiner("knn")
+    with pytest.raises(InputError, match="device must be a torch device"):
+        make_refiner("vitmatte", vitmatte=tiny_vitmatte, device="gpu please")
     with pytest.raises(WeightsNotFoundError, match="ViTMatte: no model folder"):
         make_refiner("vitmatte", vitmatte=tmp_path / "absent")
     found, why = vitmatte_available(str(tmp_path / "absent"))
