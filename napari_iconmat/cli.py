@@ -137,6 +137,22 @@ def _engine_options(values) -> dict:
     return params
 
 
+def _bench_engine_options(values, engines) -> dict | None:
+    """``--engine-option`` of bench, per engine: ``KEY=VALUE`` for every engine, ``ENGINE.KEY=VALUE`` for one."""
+    shared, own = [], {name: [] for name in engines}
+    for item in values or ():
+        head, sep, text = item.partition("=")
+        name, dot, key = head.partition(".")
+        if not (sep and dot):
+            shared.append(item)
+        elif name.strip() in own:
+            own[name.strip()].append(f"{key}={text}")
+        else:
+            raise InputError(f"--engine-option {item!r} is for engine {name.strip()!r}, which is not among --engines ({', '.join(engines)})")
+    params = {name: {**_engine_options(shared), **_engine_options(own[name])} for name in engines}
+    return {name: p for name, p in params.items() if p} or None
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -218,10 +234,9 @@ def _cmd_bench(args) -> int:
 
     outputs = [(prepare_output_file(p), what) for p, what in ((args.json, "json"), (args.plot, "plot"), (args.sheet, "sheet")) if p]
     with _progress(args, desc="bench") as progress:
-        params = _engine_options(args.engine_option)
         report = run_bench(
             args.folders, engines=engines, max_frames=args.max_frames, on_progress=progress,
-            engine_params={name: params for name in engines} if params else None,
+            engine_params=_bench_engine_options(args.engine_option, engines),
         )  # fmt: skip
     print(report.format_table())
     for path, what in outputs:
@@ -291,6 +306,7 @@ examples:
   iconmat bench synth/                                   # a folder from 'iconmat synth'
   iconmat bench synth/ davis/ --engines classical --json bench.json --plot drift.png --sheet worst.png
   iconmat bench davis/ --max-frames 20 --check           # exit status 1 when a target is missed
+  iconmat bench synth/ --engines classical,icmp --engine-option icmp.dinov2=DIR --engine-option icmp.sam=DIR
 
 folders: synth (frames/ alpha/ reference_mask.png), DAVIS (<seq>/frames + <seq>/masks), ICM-57 (image/ alpha/ *.json)
 """
@@ -361,7 +377,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = command("bench", "Matte and score benchmark folders with engines and baselines.", _BENCH_EXAMPLES)
     p.add_argument("folders", nargs="+", metavar="DIR", help="benchmark folders (synth, DAVIS or ICM-57 layout)")
     p.add_argument("--engines", action="append", metavar="A,B", help=f"engines to run, comma-separated (default {DEFAULT_ENGINE}; known: {', '.join(names)})")
-    p.add_argument("--engine-option", action="append", metavar="KEY=VALUE", help="parameter of every engine run, repeatable")
+    p.add_argument("--engine-option", action="append", metavar="KEY=VALUE",
+                   help="parameter of every engine run, or of one with ENGINE.KEY=VALUE (e.g. icmp.sam=DIR); repeatable")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--plot", metavar="FILE", help="write a PNG of the per-frame error curves")
     p.add_argument("--sheet", metavar="FILE", help="write a PNG contact sheet of the worst frames")
