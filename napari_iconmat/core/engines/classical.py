@@ -387,6 +387,24 @@ class ClassicalEngine(Engine):
         track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model)
         return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground), track
 
+    # ------------------------------------------------------------------ resumable runs
+    _STATE_FIELDS = {"gray": 2, "lab": 3, "mask": 2, "alpha": 2, "colour_fg": 3, "colour_bg": 3}
+
+    def save_state(self, state):
+        if not isinstance(state, _Track):
+            return None
+        return {
+            "gray": state.gray, "lab": state.lab, "mask": state.mask, "alpha": state.alpha,
+            "colour_fg": state.model.foreground, "colour_bg": state.model.background,
+        }  # fmt: skip
+
+    def load_state(self, arrays):
+        for name, ndim in self._STATE_FIELDS.items():
+            if name not in arrays or np.asarray(arrays[name]).ndim != ndim:
+                raise ValueError(f"track state lacks a {ndim}-D array {name!r}")
+        model = ColourModel(arrays["colour_fg"], arrays["colour_bg"])
+        return _Track(arrays["gray"], arrays["lab"], arrays["mask"], arrays["alpha"], model)
+
     # ------------------------------------------------------------------ pieces
     def _model(self, query: ReferenceQuery) -> ColourModel:
         return ColourModel(query.arrays["colour_fg"], query.arrays["colour_bg"])

@@ -361,8 +361,13 @@ class OutputWriter:
         self._written.add(index)
         return paths
 
-    def close(self) -> dict[str, Path]:
+    def close(self, *, release: bool = True) -> dict[str, Path]:
         """Finish the outputs: assemble stacks and videos, delete the parts, release the lock.
+
+        Parameters
+        ----------
+        release : bool, default True
+            Release the folder's lock; False keeps it until :meth:`unlock`.
 
         Returns
         -------
@@ -397,9 +402,14 @@ class OutputWriter:
             for fmt in self._video_formats():
                 self._assemble_video(fmt)
         self._remove_parts()
-        self._release()
+        if release:
+            self._release()
         self._closed = True
         return outputs
+
+    def unlock(self) -> None:
+        """Release the folder's lock (after ``close(release=False)``)."""
+        self._release()
 
     def discard(self, *, keep_parts: bool = False) -> None:
         """Stop without assembling stacks or videos (after a failed run); keep finished PNGs.
