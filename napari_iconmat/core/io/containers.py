@@ -11,7 +11,7 @@ format     file                        codec / layout
 =========  ==========================  =====================================================
 prores     ``matte.mov``               ProRes 4444 (``prores_ks`` profile 4), yuva444p10le,
                                        BT.709; colour = foreground, alpha = matte
-webm       ``matte.webm``              VP9 (``libvpx-vp9``) yuva420p, CRF 20; colour +
+webm       ``matte.webm``              VP9 (``libvpx-vp9``) yuva420p, CRF 15; colour +
                                        alpha (read it back with libvpx-vp9, see
                                        :mod:`.video`)
 matte      ``alpha.mov``               PNG codec in QuickTime, gray (8-bit) or gray16be
@@ -27,6 +27,7 @@ Timestamps: frames keep the presentation times of the input when it is a video
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -51,7 +52,7 @@ VIDEO_FORMATS = {
         "matte.webm",
         "libvpx-vp9",
         "yuva420p",
-        {"crf": "20", "b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"},
+        {"crf": "15", "b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"},
     ),
     "matte": ("alpha.mov", "png", "gray", {}),
 }
@@ -180,7 +181,7 @@ def write_video(
         raise InputError(f"cannot encode {target} ({codec}): {' '.join(str(exc).split())}") from exc
     except OSError as exc:
         _remove(tmp)
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot write {target}: {_why(exc)}") from exc
     except BaseException:
         _remove(tmp)
         raise
@@ -272,11 +273,17 @@ def write_zarr(
             os.replace(tmp, target)
     except OSError as exc:
         _remove(tmp)
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot write {target}: {_why(exc)}") from exc
     except BaseException:
         _remove(tmp)
         raise
     return target
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"{exc.strerror} (the disk is full)"
+    return str(exc.strerror or exc)
 
 
 def _remove(path: Path) -> None:

@@ -21,6 +21,7 @@ which in their ``comment`` tag, the zarr group in its attributes.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import uuid
@@ -31,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .containers import VIDEO_FORMATS, FrameTiming, write_video, write_zarr
+from .containers import VIDEO_FORMATS, FrameTiming, _why, write_video, write_zarr
 from .lock import FolderLock
 from .readers import read_image
 
@@ -527,7 +528,7 @@ class OutputWriter:
             os.replace(tmp, target)
         except OSError as exc:
             _unlink_quietly(tmp)
-            raise InputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise InputError(f"cannot write {target}: {_why(exc)}") from exc
         except BaseException:
             _unlink_quietly(tmp)
             raise
@@ -603,7 +604,7 @@ def _make_dir(directory: Path) -> None:
     except FileExistsError:
         raise InputError(f"output folder is a file: {directory}") from None
     except OSError as exc:
-        raise InputError(f"cannot create output folder {directory}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot create output folder {directory}: {_why(exc)}") from exc
 
 
 def _temp_name(path: Path) -> Path:
@@ -622,24 +623,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         # os.open with 0o666 lets the umask set the permissions (mkstemp would force 0o600).
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            view = memoryview(data)
+            while view:  # os.write may write less than asked
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
         _unlink_quietly(tmp)
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot write {path}: {_why(exc)}") from exc
     return path
 
 
+
 def _atomic_write_npy(path: Path, array: np.ndarray) -> None:
-    tmp = _temp_name(path)
-    try:
-        with open(tmp, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink_quietly(tmp)
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def _unlink_quietly(path: Path) -> None:
