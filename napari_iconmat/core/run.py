@@ -244,7 +244,10 @@ def _read_user_image(value, what: str) -> tuple[np.ndarray, str]:
             raise InputError(f"{what} not found: {path}")
         if path.is_dir():
             raise InputError(f"{what} must be an image file, got a folder: {path}")
-        return read_image(path), str(path)
+        try:
+            return read_image(path), str(path)
+        except InputError as exc:
+            raise InputError(f"{what}: {exc}") from None
     if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
         return np.asarray(value), f"the {what} array"
     raise InputError(f"{what} must be a path or an array, got a {type(value).__name__}")
@@ -529,7 +532,8 @@ def matte_sequence(
         writer.lock()  # refuses a second run into this folder; released when the run ends
         state = None
         try:
-            state = _RunState.open(out_dir, identity, writer)
+            wanted = set().union(*(run.emit for run in runs))
+            state = _RunState.open(out_dir, identity, writer, wanted)
             query, query_source, query_path = state.query(matter, image, prompt, cache_dir, _encode_or_load)
 
             # 4. stream the frames into the writer, recording progress after each
@@ -622,7 +626,9 @@ def _with_resume_hint(exc: BaseException, done: int, total: int, out_dir: Path) 
         hint = f"all {total} frames are done and kept in {out_dir}; run the same command again to finish the outputs"
     if isinstance(exc, KeyboardInterrupt):
         return exc if isinstance(exc, RunInterrupted) else RunInterrupted(hint or "no frame was finished")
-    if isinstance(exc, IconmatError) and hint is not None and len(exc.args) == 1:
+    # Only failures to write (a full disk, a vanished folder) go away by running again.
+    cause = exc.__cause__
+    if isinstance(exc, IconmatError) and isinstance(cause, OSError) and hint is not None and len(exc.args) == 1:
         try:
             return type(exc)(f"{exc}; {hint}")
         except TypeError:  # a subclass with another constructor
@@ -645,15 +651,15 @@ class _RunState:
         self.record: dict | None = None
 
     @classmethod
-    def open(cls, out_dir: Path, identity: dict, writer: OutputWriter) -> "_RunState":
+    def open(cls, out_dir: Path, identity: dict, writer: OutputWriter, wanted: set[int]) -> "_RunState":
         """Resume the folder's interrupted run of the same identity, or clear an earlier run and start over."""
         state = cls(out_dir, identity, writer)
         previous, problem = read_manifest(state.path)
         same = previous is not None and previous["identity"] == identity and not previous.get("complete")
         if same:
             progress = previous["progress"]
-            missing = writer.resume(expand_ranges(progress["done"]))
-            state.done = expand_ranges(progress["done"]) - set(missing)
+            claimed = expand_ranges(progress["done"], limit=identity["input"]["frames"]) & wanted
+            state.done = claimed - set(writer.resume(claimed))
             state.chains = {k: v for k, v in progress["chains"].items()}
             state.previous_query = progress.get("query") if isinstance(progress.get("query"), dict) else None
             # Checkpoints a killed run wrote but never recorded (or no longer needs) are dropped.
@@ -709,6 +715,8 @@ class _RunState:
         """``(pos, state)`` saved for a chain, or None when there is nothing usable."""
         entry = self.chains.get(str(chain))
         if not entry or not entry.get("state") or not 0 < entry["pos"] < run_length:
+            return None
+        if entry["state"] != f"state-{chain}-{entry['pos']}.npz":  # a checkpoint of another frame
             return None
         try:
             return entry["pos"], engine.load_state(load_arrays(self.run_dir / entry["state"]))

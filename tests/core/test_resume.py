@@ -230,7 +230,8 @@ def test_disk_full_stops_with_a_clear_message_and_resumes(sample, uninterrupted,
     def fills_up(path, array):
         calls.append(path)
         if len(calls) > 9:  # alpha + rgba + foreground part per frame: the disk fills during frame 4
-            raise InputError(f"cannot write {path}: {os.strerror(errno.ENOSPC)}")
+            full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise InputError(f"cannot write {path}: {full.strerror}") from full
         return original(path, array)
 
     monkeypatch.setattr(writers_module, "atomic_write_png", fills_up)

@@ -42,6 +42,8 @@ __all__ = ["ClassicalEngine"]
 
 # band-edge alpha beyond which the unknown band is widened (see _widen_where_unsettled)
 UNSETTLED = 0.1
+# OpenCV's DIS optical flow refuses images with a side shorter than this
+_MIN_FLOW_SIDE = 12
 
 
 @dataclass
@@ -330,8 +332,10 @@ class ClassicalEngine(Engine):
         gray = _gray_u8(small)
         bins = lab_bins(small)
         lab = _lab(small)
-        # a temporal neighbour of another size (collections read as sequences) is no neighbour
+        # a temporal neighbour of another size (collections read as sequences) is no neighbour;
+        # nor is one in a frame too thin for optical flow (DIS needs 12 px each way)
         neighbour = state is not None and state.gray.shape == gray.shape and state.alpha.shape == full_hw
+        neighbour = neighbour and min(gray.shape) >= _MIN_FLOW_SIDE
         model = state.model if neighbour else self._model(query).with_scene(bins)
 
         carried_full = None

@@ -176,12 +176,12 @@ def write_video(
         if count == 0:
             raise InputError(f"no frames to write into {target}")
         os.replace(tmp, target)
+    except OSError as exc:  # av.error.OSError too: a full disk while muxing
+        _remove(tmp)
+        raise InputError(f"cannot write {target}: {_why(exc)}") from exc
     except (av.FFmpegError, ValueError) as exc:
         _remove(tmp)
         raise InputError(f"cannot encode {target} ({codec}): {' '.join(str(exc).split())}") from exc
-    except OSError as exc:
-        _remove(tmp)
-        raise InputError(f"cannot write {target}: {_why(exc)}") from exc
     except BaseException:
         _remove(tmp)
         raise

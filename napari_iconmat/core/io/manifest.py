@@ -67,16 +67,16 @@ def to_ranges(indices: Iterable[int]) -> list[list[int]]:
     return ranges
 
 
-def expand_ranges(ranges: Any) -> set[int]:
-    """The indices of :func:`to_ranges` output; raises ValueError on anything else."""
+def expand_ranges(ranges: Any, *, limit: int = 10**7) -> set[int]:
+    """The indices of :func:`to_ranges` output, all below ``limit``; raises ValueError on anything else."""
     if not isinstance(ranges, list):
         raise ValueError(f"frame ranges must be a list, got {type(ranges).__name__}")
     indices: set[int] = set()
     for item in ranges:
         if not (isinstance(item, list) and len(item) == 2 and all(type(v) is int and v >= 0 for v in item)):
             raise ValueError(f"bad frame range {item!r}")
-        if item[1] < item[0] or item[1] - item[0] > 10**8:
-            raise ValueError(f"bad frame range {item!r}")
+        if item[1] < item[0] or item[1] >= limit:
+            raise ValueError(f"bad frame range {item!r} (frames 0..{limit - 1})")
         indices.update(range(item[0], item[1] + 1))
     return indices
 
@@ -150,10 +150,13 @@ def read_manifest(path: Path) -> tuple[dict | None, str]:
     if data.get("format") != MANIFEST_FORMAT:
         return None, f"{path} was written by another version ({data.get('format')!r})"
     progress = data.get("progress")
+    frames = data.get("input_frames")
     try:
         if not isinstance(data.get("identity"), dict) or not isinstance(progress, dict):
             raise ValueError("missing identity or progress")
-        expand_ranges(progress.get("done"))
+        if type(frames) is not int or frames <= 0:
+            raise ValueError(f"bad input_frames {frames!r}")
+        expand_ranges(progress.get("done"), limit=frames)
         chains = progress.get("chains")
         if not isinstance(chains, dict):
             raise ValueError("chains must be a dict")

@@ -19,6 +19,8 @@ array     (T, H, W[, C]) ndarray or dask array, list of frames     True
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import operator
 import os
 import re
@@ -393,8 +395,9 @@ class _TiffSource(FrameSource):
         if path.stat().st_size == 0:
             raise InputError(f"TIFF file is empty (0 bytes): {path}")
         try:
-            self._tif = tifffile.TiffFile(path)
-            self._frames = self._locate_frames()
+            with _quiet_tifffile():  # its warnings about damaged files would be a second, unasked-for line
+                self._tif = tifffile.TiffFile(path)
+                self._frames = self._locate_frames()
         except InputError:
             self.close()
             raise
@@ -460,10 +463,13 @@ class _TiffSource(FrameSource):
 
     def _read(self, index: int) -> np.ndarray:
         reader, key, channels_first = self._frames[index]
+        import tifffile
+
         try:
-            frame = np.asarray(reader(key) if key is not None else reader())
-        except (ValueError, OSError, RuntimeError) as exc:
-            raise InputError(f"cannot read frame {index} of TIFF file {self.path}: {exc}") from exc
+            with _quiet_tifffile():
+                frame = np.asarray(reader(key) if key is not None else reader())
+        except (ValueError, OSError, RuntimeError, KeyError, IndexError, tifffile.TiffFileError) as exc:
+            raise InputError(f"cannot read frame {index} of TIFF file {self.path}: {_reason(exc)}") from exc
         if channels_first:
             frame = np.moveaxis(frame, 0, -1)
         if frame.ndim == 3 and frame.shape[2] == 1:
@@ -474,6 +480,17 @@ class _TiffSource(FrameSource):
         tif = getattr(self, "_tif", None)
         if tif is not None:
             tif.close()
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _reason(exc: BaseException) -> str:
