@@ -176,10 +176,20 @@ def test_readers_end_in_frames_or_an_input_error(case):
 
 
 def _cli(argv: list[str]) -> tuple[int, str]:
+    """Exit status and everything written to stderr: by Python, and by C libraries straight to fd 2."""
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(argv)
-    return code, err.getvalue()
+    with tempfile.TemporaryFile() as native:
+        saved = os.dup(2)
+        os.dup2(native.fileno(), 2)
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                code = main(argv)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        native.seek(0)
+        printed = native.read().decode(errors="replace")
+    return code, printed + err.getvalue()
 
 
 def _check_outcome(code: int, err: str, out: Path, what: str) -> None:

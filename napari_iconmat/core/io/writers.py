@@ -396,12 +396,17 @@ class OutputWriter:
             for fmt in self._video_formats():
                 outputs[fmt] = self.out_dir / VIDEO_FORMATS[fmt][0]
         if not self._closed and self._written:
-            if "tiff" in outputs:
-                self._assemble_tiff(np.uint16 if "tiff16" in self.formats else np.float32)
-            if "zarr" in outputs:
-                self._assemble_zarr()
-            for fmt in self._video_formats():
-                self._assemble_video(fmt)
+            try:
+                if "tiff" in outputs:
+                    self._assemble_tiff(np.uint16 if "tiff16" in self.formats else np.float32)
+                if "zarr" in outputs:
+                    self._assemble_zarr()
+                for fmt in self._video_formats():
+                    self._assemble_video(fmt)
+            except BaseException:
+                if release:  # the parts stay: closing again (or resuming) can retry
+                    self._release()
+                raise
         self._remove_parts()
         if release:
             self._release()
@@ -486,12 +491,18 @@ class OutputWriter:
         shutil.rmtree(self.out_dir / _PARTS, ignore_errors=True)
         self._parts_ready = False
 
-    def _float_page(self, index: int) -> np.ndarray:
-        return np.load(self.out_dir / _PARTS / "alpha" / f"{index:05d}.npy", allow_pickle=False)
+    def _float_page(self, index: int, *, header_only: bool = False) -> np.ndarray:
+        path = self.out_dir / _PARTS / "alpha" / f"{index:05d}.npy"
+        try:
+            page = np.load(path, mmap_mode="r" if header_only else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"cannot read the part {path} of frame {index}: {' '.join(str(exc).split())}") from exc
+        if page.ndim != 2 or page.dtype != np.float32:
+            raise InputError(f"the part {path} of frame {index} is not a float32 (H, W) alpha: {page.dtype} {page.shape}")
+        return page
 
     def _stack_shapes(self) -> dict[int, tuple[int, int]]:
-        parts = self.out_dir / _PARTS / "alpha"
-        return {i: tuple(np.load(parts / f"{i:05d}.npy", mmap_mode="r", allow_pickle=False).shape) for i in self.written}
+        return {i: tuple(self._float_page(i, header_only=True).shape) for i in self.written}
 
     def _assemble_tiff(self, dtype) -> None:
         import tifffile
