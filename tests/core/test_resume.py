@@ -8,6 +8,7 @@ array-identical, the lossy videos identical once decoded.
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import os
 import signal
@@ -32,7 +33,8 @@ from napari_iconmat.core.synth import write_synth
 
 N = 10
 REFERENCE = 4  # propagation runs forward (5..9) and backward (3..0): two chains
-FORMATS = "png16,rgba,tiff,zarr,prores,matte"
+HAS_ZARR = importlib.util.find_spec("zarr") is not None
+FORMATS = "png16,rgba,tiff,prores,matte" + (",zarr" if HAS_ZARR else "")
 OPTIONS = ["--engine-option", "working_size=64"]
 
 
@@ -73,18 +75,19 @@ def _done(out) -> int:
 
 
 def _assert_same_outputs(out, expected):
-    import zarr
-
     for folder in ("alpha", "rgba"):
         names = sorted(p.name for p in (expected / folder).iterdir())
         assert sorted(p.name for p in (out / folder).iterdir()) == names
         for name in names:
             assert (out / folder / name).read_bytes() == (expected / folder / name).read_bytes(), f"{folder}/{name}"
     np.testing.assert_array_equal(tifffile.imread(out / "alpha.tif"), tifffile.imread(expected / "alpha.tif"))
-    np.testing.assert_array_equal(
-        zarr.open_group(str(out / "alpha.zarr"), mode="r")["alpha"][:],
-        zarr.open_group(str(expected / "alpha.zarr"), mode="r")["alpha"][:],
-    )
+    if HAS_ZARR:
+        import zarr
+
+        np.testing.assert_array_equal(
+            zarr.open_group(str(out / "alpha.zarr"), mode="r")["alpha"][:],
+            zarr.open_group(str(expected / "alpha.zarr"), mode="r")["alpha"][:],
+        )
     for name in ("alpha.mov", "matte.mov"):
         with open_frames(out / name) as got, open_frames(expected / name) as want:
             assert len(got) == len(want) == N

@@ -85,22 +85,33 @@ def input_identity(source) -> dict:
     """A fingerprint of what a :class:`~napari_iconmat.core.io.FrameSource` reads.
 
     Files: resolved path, size, modification time and a SHA-1 of their first
-    and last 64 KiB; folders: the same for every image in frame order; arrays:
-    a SHA-1 of the frames (dask arrays: their dask token). A changed fingerprint
-    means the input changed and an interrupted run must not be continued.
+    and last 64 KiB; folders: name, size and modification time of every image
+    in frame order (reading nothing, however many there are); arrays: a SHA-1
+    of the frames (dask arrays: their dask token). A changed fingerprint means
+    the input changed and an interrupted run must not be continued.
     """
     identity: dict[str, Any] = {"kind": source.kind, "frames": len(source)}
     path = getattr(source, "path", None)
     digest = hashlib.sha1()
     if path is not None:
         identity["path"] = str(Path(path).resolve())
-        files = getattr(source, "files", None) or [Path(path)]
-        for file in files:
-            _hash_file(digest, Path(file))
+        files = getattr(source, "files", None)
+        if files is None:
+            _hash_file(digest, Path(path))
+        for file in files or ():
+            _hash_stat(digest, Path(file))
     else:
         _hash_frames(digest, source)
     identity["sha1"] = digest.hexdigest()
     return identity
+
+
+def _hash_stat(digest, path: Path) -> None:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise InputError(f"cannot read input file {path}: {exc.strerror or exc}") from exc
+    digest.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}|".encode())
 
 
 def _hash_file(digest, path: Path) -> None:

@@ -72,6 +72,8 @@ class VideoSource(FrameSource):
         if not self._container.streams.video:
             raise InputError(f"no video stream in {path}")
         stream = self._stream = self._container.streams.video[0]
+        if stream.codec_context is None:  # a damaged header, or a codec FFmpeg cannot decode
+            raise InputError(f"cannot read video {path}: no decoder for its video stream; damaged or unsupported file?")
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else None
         self._rate = Fraction(rate) if rate else None
@@ -95,6 +97,7 @@ class VideoSource(FrameSource):
                 stacklevel=4,
             )
         pts = [p for p, _, _ in packets]
+        self._decode_pts = pts
         # Some containers (h264 in AVI) store no presentation times and report
         # "pts" in decoding order: with B-frames such stamps cannot be trusted.
         in_decoding_order = all(a < b for a, b in zip(pts, pts[1:])) if None not in pts else False
@@ -135,6 +138,10 @@ class VideoSource(FrameSource):
         rate = self._rate or Fraction(25)
         if self._by_pts:
             return FrameTiming(rate=rate, time_base=Fraction(self._stream.time_base), pts=tuple(self._pts))
+        stamps = self._decode_pts
+        if self._stream.time_base and None not in stamps and all(a < b for a, b in zip(stamps, stamps[1:])):
+            # Frames are counted in decoding order here; increasing stamps are then theirs.
+            return FrameTiming(rate=rate, time_base=Fraction(self._stream.time_base), pts=tuple(stamps))
         return FrameTiming.from_fps(rate)
 
     def _keyframe_before(self, index: int) -> int:

@@ -21,6 +21,7 @@ which in their ``comment`` tag, the zarr group in its attributes.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import shutil
@@ -230,6 +231,8 @@ class OutputWriter:
             raise InputError(f"unknown output format {unknown[0]!r}: choose from {', '.join(FORMATS)}")
         if "tiff" in formats and "tiff16" in formats:
             raise InputError("formats 'tiff' and 'tiff16' both write alpha.tif: choose one")
+        if "zarr" in formats and importlib.util.find_spec("zarr") is None:
+            raise InputError("format 'zarr' needs the zarr package: pip install 'napari-iconmat[zarr]'")
         if colour not in COLOURS:
             raise InputError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
         if timing is not None and not isinstance(timing, FrameTiming):

@@ -62,7 +62,7 @@ def _unit(array):
 
 
 def test_lossless_stacks_round_trip_exactly(tmp_path, sequence):
-    import zarr
+    zarr = pytest.importorskip("zarr")
 
     alphas, _ = sequence
     _write(tmp_path / "f", ["tiff", "zarr"], sequence)
@@ -79,7 +79,7 @@ def test_lossless_stacks_round_trip_exactly(tmp_path, sequence):
 
 
 def test_zarr_with_frames_of_different_sizes(tmp_path):
-    import zarr
+    zarr = pytest.importorskip("zarr")
 
     small, large = np.full((4, 5), 0.25, np.float32), np.full((8, 9), 0.75, np.float32)
     with OutputWriter(tmp_path, ["zarr"]) as writer:
@@ -193,3 +193,40 @@ def test_writer_option_errors(tmp_path):
     writer = OutputWriter(tmp_path, ["webm"])
     with pytest.raises(InputError, match="foreground"):
         writer.write(0, np.zeros((4, 4)))
+
+
+def test_videos_made_from_a_video_keep_its_rate_and_timestamps(tmp_path):
+    """A variable-rate input (time base 1/90000): the mattes are shown exactly when its frames were."""
+    import av
+
+    from napari_iconmat.core.run import matte_sequence
+
+    pts = [0, 3000, 6000, 10000, 13000, 16000]
+    source = tmp_path / "vfr.mov"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=30, options={"crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 90000)
+        for i, stamp in enumerate(pts):
+            image = np.full((48, 64, 3), 40, np.uint8)
+            image[12:36, 10 + 2 * i : 40 + 2 * i] = 220
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = stamp, Fraction(1, 90000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with open_frames(source) as frames:
+        timing = frames.timing
+        mask = np.zeros((48, 64), np.uint8)
+        mask[12:36, 10:40] = 1
+    seconds = [p * timing.time_base for p in timing.pts]
+    assert seconds == [Fraction(p, 90000) for p in pts]
+
+    out = tmp_path / "out"
+    matte_sequence(source, out_dir=out, mask=mask, reference_frame=0, formats="prores,webm,matte")
+    for name in ("matte.mov", "alpha.mov"):
+        _, back = _decoded(out / name)
+        assert [p * back.time_base for p in back.pts] == seconds, name
+    _, back = _decoded(out / "matte.webm")  # WebM keeps milliseconds
+    assert all(abs(p * back.time_base - s) <= Fraction(1, 1000) for p, s in zip(back.pts, seconds))
