@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["DEFAULT_FPS", "FrameTiming", "VIDEO_FORMATS", "write_video", "write_zarr"]
+__all__ = ["DEFAULT_FPS", "FrameTiming", "VIDEO_FORMATS", "check_encoders", "write_video", "write_zarr"]
 
 #: frame rate of videos made from inputs that record none (image folders, arrays)
 DEFAULT_FPS = Fraction(25)
@@ -96,6 +96,18 @@ class FrameTiming:
 
     def to_json(self) -> dict:
         return {"rate": str(self.rate), "time_base": str(self.time_base), "source_pts": self.pts is not None}
+
+
+def check_encoders(formats) -> None:
+    """Raise InputError, before any work, when this PyAV lacks the encoder of a video format."""
+    import av
+
+    for fmt in formats:
+        codec = VIDEO_FORMATS[fmt][1]
+        try:
+            av.codec.Codec(codec, "w")
+        except (av.FFmpegError, ValueError):
+            raise InputError(f"format {fmt!r} needs the {codec} encoder, which this PyAV (FFmpeg) build lacks") from None
 
 
 def _temp_path(target: Path) -> Path:

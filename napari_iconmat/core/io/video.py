@@ -79,6 +79,12 @@ class VideoSource(FrameSource):
         self._rate = Fraction(rate) if rate else None
         tags = {str(k).lower(): str(v) for k, v in (stream.metadata or {}).items()}
         self._vp9_alpha = stream.codec_context.name == "vp9" and tags.get("alpha_mode") == "1"
+        if self._vp9_alpha:
+            try:
+                av.CodecContext.create("libvpx-vp9", "r")
+            except (av.FFmpegError, ValueError):
+                self._vp9_alpha = False
+                warnings.warn(f"{path} has an alpha channel, but this PyAV has no libvpx-vp9 decoder to read it", stacklevel=4)
         packets: list[tuple[Any, Any, bool]] = []  # (pts, dts, keyframe) in decoding order
         try:
             for packet in self._container.demux(stream):

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .containers import VIDEO_FORMATS, FrameTiming, _why, write_video, write_zarr
+from .containers import VIDEO_FORMATS, FrameTiming, _why, check_encoders, write_video, write_zarr
 from .lock import FolderLock
 from .readers import read_image
 
@@ -233,6 +233,9 @@ class OutputWriter:
             raise InputError("formats 'tiff' and 'tiff16' both write alpha.tif: choose one")
         if "zarr" in formats and importlib.util.find_spec("zarr") is None:
             raise InputError("format 'zarr' needs the zarr package: pip install 'napari-iconmat[zarr]'")
+        videos = [f for f in VIDEO_FORMATS if f in formats]
+        if videos:
+            check_encoders(videos)
         if colour not in COLOURS:
             raise InputError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
         if timing is not None and not isinstance(timing, FrameTiming):

@@ -230,3 +230,12 @@ def test_videos_made_from_a_video_keep_its_rate_and_timestamps(tmp_path):
         assert [p * back.time_base for p in back.pts] == seconds, name
     _, back = _decoded(out / "matte.webm")  # WebM keeps milliseconds
     assert all(abs(p * back.time_base - s) <= Fraction(1, 1000) for p, s in zip(back.pts, seconds))
+
+
+def test_a_missing_encoder_is_reported_before_any_work(tmp_path, monkeypatch):
+    from napari_iconmat.core.io import containers
+
+    name, _, pix_fmt, options = containers.VIDEO_FORMATS["prores"]
+    monkeypatch.setitem(containers.VIDEO_FORMATS, "prores", (name, "no_such_encoder", pix_fmt, options))
+    with pytest.raises(InputError, match="'prores' needs the no_such_encoder encoder"):
+        OutputWriter(tmp_path, ["prores"])
