@@ -32,6 +32,7 @@ from .writers import atomic_write_bytes
 __all__ = [
     "MANIFEST_FORMAT",
     "RUN_DIR",
+    "RUN_RECORD",
     "clear_run_outputs",
     "expand_ranges",
     "input_identity",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 MANIFEST_FORMAT = "napari-iconmat-run/2"
+#: the run record (the manifest), in every output folder
+RUN_RECORD = "iconmat-run.json"
 #: hidden folder of a run's resumable state (query, checkpoints, parts, lock)
 RUN_DIR = ".iconmat"
 # Bytes hashed from each end of an input file, next to its size and mtime.
@@ -159,6 +162,8 @@ def read_manifest(path: Path) -> tuple[dict | None, str]:
     if not isinstance(data, dict):
         return None, f"{path} is not a run manifest"
     if data.get("format") != MANIFEST_FORMAT:
+        if data.get("complete") is True:
+            return None, ""  # a finished run of an older version: nothing to resume or to warn about
         return None, f"{path} was written by another version ({data.get('format')!r})"
     progress = data.get("progress")
     frames = data.get("input_frames")
