@@ -175,6 +175,7 @@ def _cmd_matte(args) -> int:
             prompt_kind=args.prompt_kind,
             cache_dir=args.cache_dir,
             on_progress=progress,
+            colour=args.colour,
         )
     print(summary.describe())
     return 0
@@ -270,6 +271,9 @@ examples:
   iconmat matte stack.tif --reference ref.png --mask ref_mask.png --out out/ --format rgba
   iconmat matte photos/ --reference-frame 0 --mask m.png --out out/ --order collection --cache-dir ~/.cache/iconmat
 
+resume: a run that was interrupted (Ctrl-C, a full disk, a crash, kill -9) continues where it
+stopped when the same command is run again; one run at a time may write into an output folder.
+
 output formats (--format, repeatable or comma-separated; alpha/NNNNN.png is always written):
 """ + "\n".join(f"  {name:<6} {text}" for name, text in FORMAT_HELP.items())
 
@@ -344,6 +348,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="auto: a sequence when all frames share one size, else a collection of independent images")
     p.add_argument("--prompt-kind", choices=PROMPT_KINDS, default="auto", help="how to read MASK (default auto)")
     p.add_argument("--cache-dir", metavar="DIR", help="reuse / store the encoded reference query in this folder")
+    p.add_argument("--colour", choices=("straight", "premultiplied"), default="straight",
+                   help="colour of rgba/prores/webm: the foreground as is, or multiplied by the alpha (default straight)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_matte)
 
@@ -415,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         except IconmatError as exc:
             print(f"iconmat: error: {_one_line(exc)}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("iconmat: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            detail = _one_line(exc)
+            print(f"iconmat: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
             return 130
 
 

@@ -290,3 +290,23 @@ def test_order_choices_match_the_core():
     from napari_iconmat import cli
 
     assert cli._ORDERS == core_run.ORDERS
+
+
+def test_matte_alpha_videos_and_colour(sample, tmp_path, capsys):
+    assert _matte(sample, tmp_path, "--format", "prores,webm,matte", "--colour", "premultiplied", "--quiet") == 0
+    out = capsys.readouterr().out
+    for name in ("matte.mov", "matte.webm", "alpha.mov"):
+        assert (tmp_path / name).is_file() and name in out
+    record = json.loads((tmp_path / "iconmat-run.json").read_text())
+    assert record["colour"] == "premultiplied" and record["complete"] is True
+    assert main(["matte", "x.mp4", "--reference-frame", "0", "--mask", "m.png", "--out", "o", "--colour", "linear"]) == 2
+    assert "invalid choice: 'linear'" in _one_line_error(capsys.readouterr().err)
+
+
+def test_matte_into_a_folder_in_use(sample, tmp_path, capsys):
+    from napari_iconmat.core.io import FolderLock
+
+    with FolderLock(tmp_path):
+        assert _matte(sample, tmp_path, "--quiet") == 2
+    assert "is in use by another iconmat run" in _one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "alpha").exists()

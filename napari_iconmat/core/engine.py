@@ -126,3 +126,15 @@ class Engine(ABC):
         state
             Track state to pass with the next frame of the same sequence.
         """
+
+    def save_state(self, state: Any) -> dict | None:
+        """The track state as named numeric arrays, so that a killed run can resume mid-sequence.
+
+        Returns None (the default) when the engine cannot save its state: a
+        resumed run then re-mattes the sequence from the reference to rebuild it.
+        """
+        return None
+
+    def load_state(self, arrays: dict) -> Any:
+        """The track state saved by :meth:`save_state`; raise ValueError when ``arrays`` do not fit."""
+        raise NotImplementedError(f"engine {self.name!r} does not save track states")

@@ -5,8 +5,10 @@ validates every argument before any work, encodes the reference once (or loads
 it from a cache folder), streams the frames through the engine and writes each
 matte as soon as it is made, so memory does not grow with the number of frames.
 A finished run leaves ``out_dir/iconmat-run.json`` with ``"complete": true``;
-a run that fails or is interrupted keeps its finished per-frame files and
-leaves that record with ``"complete": false``.
+a run that fails or is interrupted (even killed) keeps its finished per-frame
+files and that record, with ``"complete": false``, is its manifest: the same
+call resumes it (see :func:`matte_sequence`, Notes). One run at a time may
+write into a folder (a lock in ``out_dir/.iconmat``).
 
 :func:`run_demo` makes a small synthetic video with exact alpha, mattes it and
 scores the result (``iconmat demo``), with a contact sheet of frames, alphas and
@@ -32,16 +34,20 @@ from .frames import check_frame
 from .io.readers import FrameSource, open_frames, read_image
 from .io.writers import FORMATS, OutputWriter
 from .prompt import PROMPT_KINDS, Prompt, make_prompt
+from .io.manifest import MANIFEST_FORMAT, RUN_RECORD, input_identity, to_ranges
+from .io.containers import FrameTiming
 from .io.writers import atomic_write_bytes
-from .propagate import DIRECTIONS, count_outputs, parse_range, plan_runs, propagate
+from .propagate import DIRECTIONS, count_outputs, parse_range, plan_runs
 from .reference import ReferenceQuery, reference_signature
 from .registry import get_engine_class, make_engine
+from .resume import RunInterrupted, RunState, matte_runs, with_resume_hint
 from .sheet import make_contact_sheet
 
 __all__ = [
     "ORDERS",
     "RUN_RECORD",
     "DemoSummary",
+    "RunInterrupted",
     "RunSummary",
     "matte_sequence",
     "query_cache_path",
@@ -50,9 +56,6 @@ __all__ = [
 ]
 
 ORDERS = ("auto", "sequence", "collection")
-#: name of the run record written into every output folder
-RUN_RECORD = "iconmat-run.json"
-_RECORD_FORMAT = "napari-iconmat-run/1"
 
 
 # ---------------------------------------------------------------- results
@@ -79,12 +82,15 @@ class RunSummary:
         Registry name of the engine used.
     reference : str
         The reference, in words (``'frame 0'`` or the image path).
-    query_source : {'encoded', 'cache'}
-        Whether the reference query was computed or loaded from the cache.
+    query_source : {'encoded', 'cache', 'resumed'}
+        Whether the reference query was computed, loaded from the cache, or
+        reloaded from the interrupted run being resumed.
     query_path : Path or None
         The cached query file, when a cache folder was given.
     record : Path or None
         The run record ``out_dir/iconmat-run.json``.
+    resumed : int
+        Frames an interrupted earlier run had done (not counted in ``frames``).
     """
 
     frames: int
@@ -97,16 +103,21 @@ class RunSummary:
     query_source: str = "encoded"
     query_path: Path | None = None
     record: Path | None = None
+    resumed: int = 0
 
     def describe(self) -> str:
         """One paragraph for the command line: frames, time, speed, outputs."""
         where = {
             "alpha": "alpha PNGs in {}",
             "rgba": "RGBA cut-outs in {}",
-            "tiff": "float TIFF {}",
+            "tiff": "TIFF stack {}",
+            "zarr": "zarr array {}",
+            "prores": "ProRes 4444 {}",
+            "webm": "VP9 alpha WebM {}",
+            "matte": "matte video {}",
         }
         outputs = "; ".join(where.get(k, k + " {}").format(v) for k, v in self.outputs.items()) or "nothing"
-        query = "loaded from cache" if self.query_source == "cache" else "encoded"
+        query = {"cache": "loaded from cache", "resumed": "reloaded from the interrupted run"}.get(self.query_source, "encoded")
         if self.query_path is not None:
             query += f" ({self.query_path})" if self.query_source == "cache" else f" and cached as {self.query_path}"
         text = (
@@ -114,6 +125,8 @@ class RunSummary:
             f"in {self.seconds:.1f} s ({self.fps:.2f} frames/s); reference {self.reference}, query {query}. "
             f"Wrote {outputs}"
         )
+        if self.resumed:
+            text += f"; resumed an interrupted run that had done {self.resumed} frame{'s' if self.resumed != 1 else ''}"
         if self.record is not None:
             text += f"; run record {self.record}"
         return text + "."
@@ -219,7 +232,10 @@ def _read_user_image(value, what: str) -> tuple[np.ndarray, str]:
             raise InputError(f"{what} not found: {path}")
         if path.is_dir():
             raise InputError(f"{what} must be an image file, got a folder: {path}")
-        return read_image(path), str(path)
+        try:
+            return read_image(path), str(path)
+        except InputError as exc:
+            raise InputError(f"{what}: {exc}") from None
     if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
         return np.asarray(value), f"the {what} array"
     raise InputError(f"{what} must be a path or an array, got a {type(value).__name__}")
@@ -318,6 +334,7 @@ def matte_sequence(
     prompt_kind: str = "auto",
     cache_dir=None,
     on_progress: Callable[[int, int], Any] | None = None,
+    colour: str = "straight",
 ) -> RunSummary:
     """Matte the object marked on one reference in every frame of ``input`` and write the alphas.
 
@@ -343,8 +360,9 @@ def matte_sequence(
     engine_params : dict, optional
         Keyword arguments of the engine; None: its defaults.
     formats : str or sequence of str, default ('png',)
-        Any of {'png', 'png16', 'rgba', 'tiff'}; a string may list several
-        separated by commas.
+        Any of {'png', 'png16', 'rgba', 'tiff', 'tiff16', 'zarr', 'prores',
+        'webm', 'matte'} (see :data:`~napari_iconmat.core.io.FORMAT_HELP`); a
+        string may list several separated by commas.
     frame_range : str or (start, stop), optional
         Frames to output: ``'A:B'`` (slice bounds, either may be empty, negative
         counts from the end) or a pair ``0 <= start < stop <= len(input)``.
@@ -363,9 +381,13 @@ def matte_sequence(
         cached query is loaded instead of encoding the reference; an unreadable
         or mismatching one is ignored with a warning and replaced. None: no cache.
     on_progress : callable, optional
-        Called as ``on_progress(done, total)``: once with ``done = 0`` before the
-        first frame, then after each frame written. An exception raised in it
-        stops the run as a failure (a way to cancel).
+        Called as ``on_progress(done, total)``: once before the first frame
+        (``done`` = frames already done by an interrupted run being resumed,
+        else 0), then after each frame written. An exception raised in it stops
+        the run as a failure (a way to cancel; the run can be resumed).
+    colour : {'straight', 'premultiplied'}, default 'straight'
+        Colour of 'rgba', 'prores' and 'webm': the estimated foreground, or the
+        foreground multiplied by the alpha (recorded in ``iconmat-run.json``).
 
     Returns
     -------
@@ -379,15 +401,31 @@ def matte_sequence(
         empty or full mask, an output folder that is a file, an unknown format,
         engine, order, direction or prompt kind, or a bad range. Later: a frame
         or output file that cannot be read or written.
+        Another run holds ``out_dir`` (its lock). A run that stops on a user
+        error after some frames says how many are kept and that the same call
+        resumes it.
     WeightsNotFoundError
         The engine needs weights that are not on this machine.
+    RunInterrupted
+        (a KeyboardInterrupt) Ctrl-C or a cancel from ``on_progress``; the
+        message says how many frames are kept.
 
     Notes
     -----
     Only the current frame, the engine's track state and the writer's
     bookkeeping are held, so memory does not depend on the number of frames.
-    A failed run keeps the per-frame files already written (each is complete),
-    assembles no TIFF and leaves ``iconmat-run.json`` with ``"complete": false``.
+
+    **Resume.** After every frame ``iconmat-run.json`` records the run's
+    identity (input fingerprint, reference signature, engine, parameters,
+    options) and progress; see :mod:`napari_iconmat.core.io.manifest`. Called
+    again on the same folder with the same identity, an interrupted run
+    (failure, Ctrl-C, SIGKILL, power kept) continues: done frames are kept, the
+    reference query is reloaded from ``out_dir/.iconmat``, and each propagation
+    chain restarts from the engine's checkpointed track state (engines that
+    save none re-matte the chain from the reference without rewriting done
+    frames), so the finished output equals an uninterrupted run's. With another
+    identity, or a finished run, the earlier outputs are deleted and the run
+    starts over. Stacks and videos are assembled from per-frame parts at the end.
 
     Examples
     --------
@@ -421,7 +459,7 @@ def matte_sequence(
     if cache_dir is not None:
         cache_dir = Path(os.fspath(cache_dir)).expanduser()
         _check_folder_target(cache_dir, "cache folder")
-    writer = OutputWriter(out_dir, formats)  # checks again; writes nothing yet
+    writer = OutputWriter(out_dir, formats, colour=colour)  # checks again (and the colour); writes nothing yet
 
     # 2. the input, the reference and the prompt
     source = open_frames(input)
@@ -463,78 +501,93 @@ def matte_sequence(
                 f"leaves no frame in the range {start}:{stop}"
             )
 
-        # 3. the engine and the reference query
+        # 3. the engine; the folder's lock; what an earlier run of this folder left
         matter = make_engine(engine, **(engine_params or {}))
-        query, query_source, query_path = _encode_or_load(matter, image, prompt, cache_dir)
-
-        # 4. stream the frames into the writer
-        record = {
-            "format": _RECORD_FORMAT,
-            "complete": False,
-            "input": _input_name(input),
-            "input_kind": source.kind,
-            "input_frames": length,
-            "reference": (
-                {"frame": reference_index} if reference_index is not None else {"image": reference_text}
-            ),
-            "mask": mask_text,
-            "prompt_kind": prompt.kind,
-            "engine": {"name": engine, "version": matter.version, "params": matter.params},
-            "query": {"key": query.key, "source": query_source, "path": None if query_path is None else str(query_path)},
-            "order": "sequence" if ordered else "collection",
-            "direction": direction,
-            "range": [start, stop],
-            "formats": list(formats),
+        signature = reference_signature(image, prompt, engine=engine, version=matter.version, params=matter.params)
+        identity = {
+            "input": input_identity(source),
+            "reference": signature,
+            "options": {
+                "order": "sequence" if ordered else "collection",
+                "direction": direction,
+                "range": [start, stop],
+                "reference_frame": reference_index,
+                "formats": sorted(formats),
+                "colour": colour,
+            },
         }
-        record_path = out_dir / RUN_RECORD
-        if record_path.exists():
-            # A record left by an earlier run in this folder must not vouch for this one.
-            write_json(record_path, record)
-        done = 0
+        timing = getattr(source, "timing", None)  # a video's own timestamps
+        writer.timing = timing if isinstance(timing, FrameTiming) else FrameTiming.from_fps(source.fps)
+        writer.lock()  # refuses a second run into this folder; released when the run ends
+        state = None
         try:
+            wanted = set().union(*(run.emit for run in runs))
+            state = RunState.open(out_dir, identity, writer, wanted)
+            query, query_source, query_path = state.query(matter, image, prompt, cache_dir, _encode_or_load)
+
+            # 4. stream the frames into the writer, recording progress after each
+            record = {
+                "format": MANIFEST_FORMAT,
+                "complete": False,
+                "input": _input_name(input),
+                "input_kind": source.kind,
+                "input_frames": length,
+                "reference": (
+                    {"frame": reference_index} if reference_index is not None else {"image": reference_text}
+                ),
+                "mask": mask_text,
+                "prompt_kind": prompt.kind,
+                "engine": {"name": engine, "version": matter.version, "params": matter.params},
+                "query": {"key": query.key, "source": query_source, "path": None if query_path is None else str(query_path)},
+                "order": "sequence" if ordered else "collection",
+                "direction": direction,
+                "range": [start, stop],
+                "formats": list(formats),
+                "colour": colour,
+                "timing": writer.timing.to_json(),
+                "identity": identity,
+            }
+            state.record = record
+            state.save()
+            resumed = len(state.done)
             if on_progress is not None:
-                on_progress(0, total)
-            mattes = propagate(
-                source,
-                query,
-                matter,
-                reference_index=reference_index,
-                ordered=ordered,
-                direction=direction,
-                frame_range=(start, stop),
-                with_foreground=writer.needs_foreground,
-            )
-            for index, matte in mattes:
-                foreground = matte.foreground if writer.needs_foreground else None
-                writer.write(index, matte.alpha, foreground=foreground)
-                done += 1
-                if on_progress is not None:
-                    on_progress(done, total)
-            outputs = writer.close()
+                on_progress(resumed, total)
+            matte_runs(source, query, matter, runs, writer, state, reference_index, total, on_progress)
+            state.finish()
+            outputs = writer.close(release=False)
         except BaseException as exc:
-            writer.discard()
-            if out_dir.is_dir():
-                failed = dict(record, frames_written=done, error=f"{type(exc).__name__}: {exc}")
+            done = len(state.done) if state is not None else 0
+            if state is not None and state.record is not None and out_dir.is_dir():
                 try:
-                    write_json(record_path, failed)
+                    state.save(error=f"{type(exc).__name__}: {exc}")
                 except InputError:
                     pass  # the original failure is what the user needs to see
-            raise
+            writer.discard(keep_parts=True)  # releases the lock after the record is written
+            replacement = with_resume_hint(exc, done, total, out_dir)
+            if replacement is exc:
+                raise
+            raise replacement from exc
     finally:
         source.close()
 
+    done = len(state.done)
+    matted = done - resumed
     seconds = time.perf_counter() - started
-    fps = done / seconds if seconds > 0 else float("inf")
+    fps = matted / seconds if seconds > 0 else float("inf")
     record.update(
         complete=True,
         frames_written=done,
+        frames_resumed=resumed,
         outputs={key: str(value) for key, value in outputs.items()},
         seconds=round(seconds, 3),
         fps=round(fps, 3),
     )
-    write_json(record_path, record)
+    try:
+        write_json(state.path, dict(record, progress={"done": to_ranges(state.done), "chains": {}, "query": None}))
+    finally:
+        writer.unlock()
     return RunSummary(
-        frames=done,
+        frames=matted,
         seconds=seconds,
         fps=fps,
         outputs=outputs,
@@ -543,7 +596,8 @@ def matte_sequence(
         reference=reference_text,
         query_source=query_source,
         query_path=query_path,
-        record=record_path,
+        record=state.path,
+        resumed=resumed,
     )
 
 

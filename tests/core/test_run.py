@@ -299,7 +299,9 @@ def test_failure_midway_keeps_frames_but_no_tiff_and_no_complete_record(sample, 
     assert record["complete"] is False
     assert record["frames_written"] == 3  # the reference and two frames
     assert "engine crashed" in record["error"]
-    assert not (tmp_path / "alpha.tif").exists() and not (tmp_path / ".parts").exists()
+    assert not (tmp_path / "alpha.tif").exists()  # nothing assembled from a partial run ...
+    parts = sorted(p.name for p in (tmp_path / ".iconmat" / "parts" / "alpha").iterdir())
+    assert len(parts) == 3  # ... but its parts are kept, so that the same call resumes it
     for name in _names(tmp_path / "alpha"):  # every file left is a complete PNG
         assert cv2.imread(str(tmp_path / "alpha" / name), cv2.IMREAD_UNCHANGED).shape == (SIZE[1], SIZE[0])
 

@@ -43,6 +43,8 @@ __all__ = ["ClassicalEngine"]
 
 # band-edge alpha beyond which the unknown band is widened (see _widen_where_unsettled)
 UNSETTLED = 0.1
+# OpenCV's DIS optical flow refuses images with a side shorter than this
+_MIN_FLOW_SIDE = 12
 
 
 @dataclass
@@ -341,8 +343,10 @@ class ClassicalEngine(Engine):
         gray = _gray_u8(small)
         bins = lab_bins(small)
         lab = _lab(small)
-        # a temporal neighbour of another size (collections read as sequences) is no neighbour
+        # a temporal neighbour of another size (collections read as sequences) is no neighbour;
+        # nor is one in a frame too thin for optical flow (DIS needs 12 px each way)
         neighbour = state is not None and state.gray.shape == gray.shape and state.alpha.shape == full_hw
+        neighbour = neighbour and min(gray.shape) >= _MIN_FLOW_SIDE
         model = state.model if neighbour else self._model(query).with_scene(bins)
 
         carried_full = None
@@ -397,6 +401,24 @@ class ClassicalEngine(Engine):
         new_model = self._adapt(query, model, bins, _resize(alpha, small_hw))
         track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model)
         return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground), track
+
+    # ------------------------------------------------------------------ resumable runs
+    _STATE_FIELDS = {"gray": 2, "lab": 3, "mask": 2, "alpha": 2, "colour_fg": 3, "colour_bg": 3}
+
+    def save_state(self, state):
+        if not isinstance(state, _Track):
+            return None
+        return {
+            "gray": state.gray, "lab": state.lab, "mask": state.mask, "alpha": state.alpha,
+            "colour_fg": state.model.foreground, "colour_bg": state.model.background,
+        }  # fmt: skip
+
+    def load_state(self, arrays):
+        for name, ndim in self._STATE_FIELDS.items():
+            if name not in arrays or np.asarray(arrays[name]).ndim != ndim:
+                raise ValueError(f"track state lacks a {ndim}-D array {name!r}")
+        model = ColourModel(arrays["colour_fg"], arrays["colour_bg"])
+        return _Track(arrays["gray"], arrays["lab"], arrays["mask"], arrays["alpha"], model)
 
     # ------------------------------------------------------------------ pieces
     def _model(self, query: ReferenceQuery) -> ColourModel:

@@ -19,9 +19,12 @@ array     (T, H, W[, C]) ndarray or dask array, list of frames     True
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import operator
 import os
 import re
+import threading
 import warnings
 from functools import cached_property
 from pathlib import Path
@@ -393,14 +396,15 @@ class _TiffSource(FrameSource):
         if path.stat().st_size == 0:
             raise InputError(f"TIFF file is empty (0 bytes): {path}")
         try:
-            self._tif = tifffile.TiffFile(path)
-            self._frames = self._locate_frames()
+            with _quiet_tifffile():  # its warnings about damaged files would be a second, unasked-for line
+                self._tif = tifffile.TiffFile(path)
+                self._frames = self._locate_frames()
         except InputError:
             self.close()
             raise
-        except (tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError) as exc:
+        except _tiff_damage() as exc:
             self.close()
-            raise InputError(f"cannot read TIFF file {path}: {_reason(exc)}") from exc
+            raise InputError(f"cannot read TIFF file {path}: {_reason(exc) or type(exc).__name__}") from exc
         except BaseException:
             self.close()
             raise
@@ -461,9 +465,10 @@ class _TiffSource(FrameSource):
     def _read(self, index: int) -> np.ndarray:
         reader, key, channels_first = self._frames[index]
         try:
-            frame = np.asarray(reader(key) if key is not None else reader())
-        except (ValueError, OSError, RuntimeError) as exc:
-            raise InputError(f"cannot read frame {index} of TIFF file {self.path}: {exc}") from exc
+            with _quiet_tifffile():
+                frame = np.asarray(reader(key) if key is not None else reader())
+        except _tiff_damage() as exc:
+            raise InputError(f"cannot read frame {index} of TIFF file {self.path}: {_reason(exc) or type(exc).__name__}") from exc
         if channels_first:
             frame = np.moveaxis(frame, 0, -1)
         if frame.ndim == 3 and frame.shape[2] == 1:
@@ -474,6 +479,64 @@ class _TiffSource(FrameSource):
         tif = getattr(self, "_tif", None)
         if tif is not None:
             tif.close()
+
+
+def _tiff_damage() -> tuple[type[BaseException], ...]:
+    """What tifffile raises on a damaged file.
+
+    Besides its own TiffFileError, a corrupted tag can surface from deep in its
+    parser as a TypeError, an AssertionError or a division by zero (found by
+    fuzzing): all mean "this file is damaged", never a bug of ours.
+    """
+    import struct
+    import zlib
+
+    import tifffile
+
+    return (
+        tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError, TypeError, AssertionError,
+        ArithmeticError, RuntimeError, struct.error, zlib.error, MemoryError,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Mute what C decoders (libpng, libjpeg, OpenCV's log) print to file descriptor 2.
+
+    On a damaged image they print their own lines before we raise our
+    one-line error. Only done on the main thread (the command line): readers
+    on worker threads (the napari widget) leave the process's stderr alone.
+    """
+    saved = -1
+    if threading.current_thread() is threading.main_thread():
+        try:
+            saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, 2)
+            finally:
+                os.close(devnull)
+        except OSError:
+            if saved >= 0:
+                os.close(saved)
+            saved = -1
+    try:
+        yield
+    finally:
+        if saved >= 0:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _reason(exc: BaseException) -> str:
@@ -502,7 +565,9 @@ def _read_with_cv2(path: Path) -> np.ndarray:
     if path.stat().st_size == 0:
         raise InputError(f"image file is empty (0 bytes): {path}")
     # np.fromfile + imdecode instead of imread: imread fails on non-ASCII paths on Windows.
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    data = np.fromfile(path, dtype=np.uint8)
+    with _quiet_native_stderr():
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         image = _read_with_pil(path)
     elif image.ndim == 3 and image.shape[2] == 3:

@@ -1,6 +1,9 @@
 """Video frames through PyAV: a packet index built once, seeks to keyframes, backward reading in blocks.
 
 The reader behind :func:`~napari_iconmat.core.io.open_frames` for .mp4 .mov .avi .mkv .webm .m4v.
+VP9 with alpha (WebM tagged ``alpha_mode=1``, as written by the 'webm' output
+format) is decoded with libvpx-vp9, since FFmpeg's native VP9 decoder drops the
+alpha plane: such frames come back as RGBA.
 """
 
 from __future__ import annotations
@@ -8,11 +11,13 @@ from __future__ import annotations
 import bisect
 import warnings
 from pathlib import Path
+from fractions import Fraction
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from ..errors import InputError
+from .containers import FrameTiming
 from .readers import FrameSource, _reason
 
 # A descending run of video frames is decoded in blocks of at most this many
@@ -48,6 +53,7 @@ class VideoSource(FrameSource):
         self._damage: str | None = None  # last decoding error since the last seek
         self._last: tuple[int, Any] | None = None  # last decoded (index, av.VideoFrame)
         self._frame_bytes = 1
+        self._alpha_codec: Any = None  # libvpx-vp9 decoder for VP9 with alpha, else None
         if path.stat().st_size == 0:
             raise InputError(f"video file is empty (0 bytes): {path}")
         try:
@@ -66,8 +72,19 @@ class VideoSource(FrameSource):
         if not self._container.streams.video:
             raise InputError(f"no video stream in {path}")
         stream = self._stream = self._container.streams.video[0]
+        if stream.codec_context is None:  # a damaged header, or a codec FFmpeg cannot decode
+            raise InputError(f"cannot read video {path}: no decoder for its video stream; damaged or unsupported file?")
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else None
+        self._rate = Fraction(rate) if rate else None
+        tags = {str(k).lower(): str(v) for k, v in (stream.metadata or {}).items()}
+        self._vp9_alpha = stream.codec_context.name == "vp9" and tags.get("alpha_mode") == "1"
+        if self._vp9_alpha:
+            try:
+                av.CodecContext.create("libvpx-vp9", "r")
+            except (av.FFmpegError, ValueError):
+                self._vp9_alpha = False
+                warnings.warn(f"{path} has an alpha channel, but this PyAV has no libvpx-vp9 decoder to read it", stacklevel=4)
         packets: list[tuple[Any, Any, bool]] = []  # (pts, dts, keyframe) in decoding order
         try:
             for packet in self._container.demux(stream):
@@ -86,6 +103,7 @@ class VideoSource(FrameSource):
                 stacklevel=4,
             )
         pts = [p for p, _, _ in packets]
+        self._decode_pts = pts
         # Some containers (h264 in AVI) store no presentation times and report
         # "pts" in decoding order: with B-frames such stamps cannot be trusted.
         in_decoding_order = all(a < b for a, b in zip(pts, pts[1:])) if None not in pts else False
@@ -120,6 +138,18 @@ class VideoSource(FrameSource):
         self._length = len(packets)
         self._restart(0)
 
+    @property
+    def timing(self) -> FrameTiming:
+        """The video's frame rate and the presentation timestamp of every frame (in frame order)."""
+        rate = self._rate or Fraction(25)
+        if self._by_pts:
+            return FrameTiming(rate=rate, time_base=Fraction(self._stream.time_base), pts=tuple(self._pts))
+        stamps = self._decode_pts
+        if self._stream.time_base and None not in stamps and all(a < b for a, b in zip(stamps, stamps[1:])):
+            # Frames are counted in decoding order here; increasing stamps are then theirs.
+            return FrameTiming(rate=rate, time_base=Fraction(self._stream.time_base), pts=tuple(stamps))
+        return FrameTiming.from_fps(rate)
+
     def _keyframe_before(self, index: int) -> int:
         return self._keyframes[bisect.bisect_right(self._keyframes, index) - 1]
 
@@ -141,17 +171,26 @@ class VideoSource(FrameSource):
         # with the index of the frame that went missing.
         self._damage = None
         first = True
+        # A fresh libvpx decoder after every seek: it must not predict from frames before the seek.
+        codec = self._av.CodecContext.create("libvpx-vp9", "r") if self._vp9_alpha else None
         for packet in self._container.demux(self._stream):
             if first and packet.size:
                 first = False
                 if expected_dts is not None and packet.dts != expected_dts:
                     raise _BadSeek
+            if codec is not None and not packet.size:
+                continue  # libvpx refuses the demuxer's empty flush packet
             try:
-                frames = packet.decode()
+                frames = codec.decode(packet) if codec is not None else packet.decode()
             except self._av.FFmpegError as exc:
                 self._damage = _reason(exc)
                 continue
             yield from frames
+        if codec is not None:
+            try:
+                yield from codec.decode(None)
+            except (self._av.FFmpegError, EOFError) as exc:
+                self._damage = _reason(exc)
 
     def _decode_to(self, index: int) -> Any:
         """Decode forward to frame ``index`` and return it as an av.VideoFrame."""

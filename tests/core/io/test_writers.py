@@ -25,11 +25,15 @@ def _alpha(seed: int, shape=(6, 7)) -> np.ndarray:
 
 def _leftovers(folder):
     """Temporary or hidden files anywhere under ``folder``."""
-    return [p for p in folder.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    return [p for p in folder.rglob("*") if p.name.startswith(".") or ".tmp" in p.suffixes]
+
+
+PARTS = ".iconmat/parts"
 
 
 def test_format_help_covers_formats():
-    assert set(FORMAT_HELP) == set(FORMATS) == {"png", "png16", "rgba", "tiff"}
+    assert set(FORMAT_HELP) == set(FORMATS)
+    assert set(FORMATS) == {"png", "png16", "rgba", "tiff", "tiff16", "zarr", "prores", "webm", "matte"}
 
 
 def test_quantisation_clips_and_rounds():
@@ -73,14 +77,14 @@ def test_tiff_assembled_in_index_order_from_out_of_order_writes(tmp_path, count)
     writer = OutputWriter(tmp_path, ["png", "tiff"])
     for i in [2, 0, *range(count - 1, 2, -1), 1]:
         writer.write(i, alphas[i])
-    assert (tmp_path / ".parts").is_dir()
+    assert (tmp_path / PARTS / "alpha").is_dir()
     assert writer.written == list(range(count))
     outputs = writer.close()
     assert outputs == {"alpha": tmp_path / "alpha", "tiff": tmp_path / "alpha.tif"}
     stack = tifffile.imread(tmp_path / "alpha.tif")
     assert stack.dtype == np.float32 and stack.shape == (count, 6, 7)
     np.testing.assert_array_equal(stack, np.stack([alphas[i] for i in range(count)]))
-    assert not (tmp_path / ".parts").exists()
+    assert not (tmp_path / PARTS).exists()
     assert _leftovers(tmp_path) == []
     assert sorted(p.name for p in (tmp_path / "alpha").iterdir()) == [f"{i:05d}.png" for i in range(count)]
 
@@ -106,20 +110,20 @@ def test_failed_run_leaves_no_tiff(tmp_path):
         writer.write(0, _alpha(0))
         raise RuntimeError("engine crashed")
     assert not (tmp_path / "alpha.tif").exists()
-    assert not (tmp_path / ".parts").exists()
+    assert not (tmp_path / PARTS).exists()
     assert (tmp_path / "alpha" / "00000.png").exists()
 
 
 def test_stale_parts_are_not_assembled(tmp_path):
-    (tmp_path / ".parts").mkdir()
-    np.save(tmp_path / ".parts" / "00005.npy", np.zeros((6, 7), np.float32))
+    (tmp_path / PARTS / "alpha").mkdir(parents=True)
+    np.save(tmp_path / PARTS / "alpha" / "00005.npy", np.zeros((6, 7), np.float32))
     with OutputWriter(tmp_path, ("tiff",)) as writer:
         writer.write(1, _alpha(1))
     assert tifffile.imread(tmp_path / "alpha.tif").shape == (1, 6, 7)
 
 
 def test_writer_validation(tmp_path):
-    with pytest.raises(InputError, match="'jpeg'.*png, png16, rgba, tiff"):
+    with pytest.raises(InputError, match="'jpeg'.*png, png16, rgba, tiff, tiff16, zarr, prores, webm, matte"):
         OutputWriter(tmp_path, ("png", "jpeg"))
     a_file = tmp_path / "taken"
     a_file.write_text("x")
