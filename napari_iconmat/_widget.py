@@ -299,7 +299,7 @@ class MattingWidget(Container):
             data = np.zeros((n, *size), np.float32)  # zero pages cost no memory until written
             layer = self.viewer.add_image(
                 data if stacked else data[0], name=f"{name} alpha", colormap="magma", contrast_limits=(0.0, 1.0),
-                blending="translucent", opacity=0.85, metadata={"iconmat_result": "alpha"},
+                blending="additive", opacity=0.6, metadata={"iconmat_result": "alpha"},
             )  # fmt: skip
         else:
             data = np.zeros((n, *size, 3), np.uint8)
