@@ -6,8 +6,14 @@ thread workers; this measures ours. The same frame generator the widget runs
 synthetic video) is consumed
 
 * ``loop``: in a plain ``for`` loop on the main thread, storing each alpha;
+* ``thread``: the same loop in a plain Python thread (no Qt), to tell the
+  cost of signals and the progress bar from the effect of leaving the main thread;
 * ``worker``: in ``thread_worker`` with a napari progress bar, each alpha
   stored by the ``yielded`` slot on the GUI thread, as in the widget.
+
+CPU time (all threads of the process) is reported with the wall time: on a
+shared, loaded machine the wall time of a single-threaded loop depends on the
+scheduler more than on the code.
 
 With ``--viewer`` both also write into an alpha layer of a napari viewer and
 refresh it per frame (what the widget does); that needs a display, e.g.
@@ -57,6 +63,17 @@ def _loop(frames, truth, engine, cache, layer) -> tuple[float, float]:
             layer.data[index] = alpha
             layer.refresh()
     return time.perf_counter() - start, time.process_time() - cpu
+
+
+def _thread(frames, truth, engine, cache, layer) -> tuple[float, float]:
+    """The plain loop in a plain Python thread (no Qt signals): separates "off the main thread" from the worker."""
+    import threading
+
+    result = []
+    thread = threading.Thread(target=lambda: result.append(_loop(frames, truth, engine, cache, None)))
+    thread.start()
+    thread.join()
+    return result[0]
 
 
 def _worker(frames, truth, engine, cache, layer, app) -> tuple[float, float]:
@@ -120,27 +137,32 @@ def main() -> None:
         layer = viewer.add_image(np.zeros(truth.shape, np.float32), contrast_limits=(0, 1), colormap="magma")
     _loop(frames, truth, engine, cache, layer)  # warm up: numba, the query cache, Qt
 
-    loops, workers = [], []
-    for i in range(args.repeat):  # alternating, so that load from other processes hits both alike
-        first, second = (loops, workers) if i % 2 == 0 else (workers, loops)
-        for results in (first, second):
-            if results is loops:
-                loops.append(_loop(frames, truth, engine, cache, layer))
-            else:
-                workers.append(_worker(frames, truth, engine, cache, layer, app))
+    loops, threads, workers = [], [], []
+    for i in range(args.repeat):  # rotating the order, so that load from other processes hits all alike
+        jobs = [
+            lambda: loops.append(_loop(frames, truth, engine, cache, layer)),
+            lambda: workers.append(_worker(frames, truth, engine, cache, layer, app)),
+        ]
+        if layer is None:  # a plain thread cannot refresh a layer: that row is for the no-viewer case
+            jobs.insert(1, lambda: threads.append(_thread(frames, truth, engine, cache, layer)))
+        for job in jobs[i % len(jobs) :] + jobs[: i % len(jobs)]:
+            job()
     n = len(frames)
     print(
         f"{n} frames of {width}x{height}, classical engine (working_size={args.working_size}), "
         f"{'napari viewer with layer refresh' if args.viewer else 'no viewer'}, best of {args.repeat}; "
         f"{platform.machine()}, {os.cpu_count()} cores"
     )
-    rows = {"plain loop": loops, "thread_worker": workers}
+    rows = {"plain loop": loops, "plain thread": threads, "thread_worker": workers}
+    rows = {name: runs for name, runs in rows.items() if runs}
     best = {name: (1000 * min(w for w, _ in runs) / n, 1000 * min(c for _, c in runs) / n) for name, runs in rows.items()}
     print(f"{'':15} {'wall ms/frame':>14} {'CPU ms/frame':>13}")
     for name, (wall, cpu) in best.items():
         print(f"{name:15} {wall:14.2f} {cpu:13.2f}")
     (lw, lc), (ww, wc) = best["plain loop"], best["thread_worker"]
-    print(f"{'overhead':15} {ww - lw:+14.2f} {wc - lc:+13.2f}   ({100 * (ww / lw - 1):+.1f} % wall, {100 * (wc / lc - 1):+.1f} % CPU)")
+    print(f"{'worker - loop':15} {ww - lw:+14.2f} {wc - lc:+13.2f}   ({100 * (ww / lw - 1):+.1f} % wall, {100 * (wc / lc - 1):+.1f} % CPU)")
+    if "plain thread" in best:
+        print(f"{'worker - thread':15} {ww - best['plain thread'][0]:+14.2f}")
     if viewer is not None:
         viewer.close()
 
