@@ -289,11 +289,14 @@ class MattingWidget(Container):
             session = self._sessions[id(layer)] = _Session(layer, Keyframes(n))
         return session
 
+    def _has_result(self, session: _Session, which: str) -> bool:
+        layer = getattr(session, which)
+        return layer is not None and layer in self.viewer.layers
+
     def _result_layer(self, session: _Session, which: str) -> Image:
         n, size, stacked = self._geometry(session.layer)
-        current = getattr(session, which)
-        if current is not None and current in self.viewer.layers:
-            return current
+        if self._has_result(session, which):
+            return getattr(session, which)
         name = session.layer.name
         if which == "alpha":
             data = np.zeros((n, *size), np.float32)  # zero pages cost no memory until written
@@ -332,11 +335,13 @@ class MattingWidget(Container):
             keys.direction = self._direction.value
             frame_range = parse_range(self._range.value.strip() or None, n)
             engine = self._make_engine()
+            with_composite = bool(self._with_composite.value)
+            if not self._has_result(session, "alpha") or (with_composite and not self._has_result(session, "composite")):
+                keys.forget()  # a result layer was deleted (or is new): every frame must be matted into it
             plan = keys.plan(engine, frame_range=frame_range)
         except IconmatError as exc:
             return self._fail(exc)
 
-        with_composite = bool(self._with_composite.value)
         alpha = self._result_layer(session, "alpha")
         preview = self._result_layer(session, "composite") if with_composite else None
         if plan.stale:

@@ -240,3 +240,37 @@ def test_screenshot_of_the_viewer_with_the_widget_and_a_result(make_napari_viewe
     composite = viewer.layers["clip composite"].data
     assert composite.shape == (N, 64, 96, 3) and composite[5].std() > 10
     assert shot.shape == saved.shape
+
+
+def test_a_single_2d_image_and_a_composite(make_napari_viewer, qtbot, sequence):
+    from napari_iconmat._widget import MattingWidget
+
+    frames, alpha = sequence
+    viewer = make_napari_viewer()
+    image = viewer.add_image(frames[0], name="photo", rgb=True)
+    widget = MattingWidget(viewer)
+    widget.image_layer = image
+    labels = widget.new_prompt_layer()
+    assert labels.data.shape == (64, 96)
+    labels.data[...] = np.where(alpha[0] > 0.5, 1, 0).astype(np.uint8)
+    widget._with_composite.value = True
+    widget._options.value = "working_size=96"
+    assert widget.propagate() is not None
+    _wait(qtbot, widget)
+    result = widget.alpha_layer.data
+    assert result.shape == (64, 96) and _iou(result, alpha[0]) > 0.9
+    preview = viewer.layers["photo composite"].data
+    assert preview.shape == (64, 96, 3) and preview.dtype == np.uint8 and preview.std() > 10
+    assert widget.propagate() is None and "up to date" in widget._status.value
+
+
+def test_deleting_the_alpha_layer_mattes_again_into_a_new_one(make_napari_viewer, qtbot, sequence):
+    frames, alpha = sequence
+    viewer, widget, _ = _setup(make_napari_viewer, frames, alpha)
+    widget._range.value = "0:2"
+    widget.propagate()
+    _wait(qtbot, widget)
+    viewer.layers.remove(widget.alpha_layer)
+    assert widget.propagate() is not None
+    _wait(qtbot, widget)
+    assert widget.alpha_layer in viewer.layers and widget.alpha_layer.data[1].any()
