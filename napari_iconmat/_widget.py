@@ -64,13 +64,17 @@ class _Session:
     composite: Image | None = None
 
 
-def _matting_steps(frames, engine, keyframes, plan, cache, with_composite):
+#: backgrounds of the composite preview: 'checkerboard' or an RGB colour in [0, 1]
+_BACKGROUNDS = {"checkerboard": "checkerboard", "white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "green": (0.0, 0.8, 0.2)}
+
+
+def _matting_steps(frames, engine, keyframes, plan, cache, with_composite, background="checkerboard"):
     """Worker body: one yield per frame matted, ``(index, alpha, composite or None)``."""
     try:
         for index, matte in matte_keyframes(frames, engine, keyframes, plan, cache=cache, with_foreground=with_composite):
             preview = None
             if with_composite and matte.foreground is not None:
-                preview = composite(matte.foreground, matte.alpha, foreground=matte.foreground)
+                preview = composite(matte.foreground, matte.alpha, foreground=matte.foreground, background=background)
             yield index, matte.alpha, preview
     finally:
         if hasattr(frames, "close"):
@@ -111,7 +115,8 @@ class MattingWidget(Container):
         self._direction = ComboBox(label="direction", choices=list(DIRECTIONS), value="both")
         self._range = LineEdit(label="frames", value="")
         self._range.tooltip = "A:B (Python slice bounds); empty = all frames"
-        self._with_composite = CheckBox(text="composite preview (estimated foreground over a checkerboard)", value=False)
+        self._with_composite = CheckBox(text="composite preview (estimated foreground over a new background)", value=False)
+        self._background = ComboBox(label="composite over", choices=list(_BACKGROUNDS), value="checkerboard")
         self._propagate = PushButton(text="Propagate from this frame")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._remove = PushButton(text="Remove keyframe on this frame")
@@ -124,7 +129,7 @@ class MattingWidget(Container):
         self.extend(
             [
                 self._image, self._prompt, self._new_prompt, self._prompt_kind, self._engine, self._engine_state,
-                self._options, self._direction, self._range, self._with_composite, self._propagate, self._cancel,
+                self._options, self._direction, self._range, self._with_composite, self._background, self._propagate, self._cancel,
                 self._remove, self._keyframes_label, self._out, self._formats, self._export, self._status,
             ]
         )  # fmt: skip
@@ -359,7 +364,7 @@ class MattingWidget(Container):
         frames = self._frame_source(layer)
         worker = thread_worker(
             _matting_steps, progress={"total": plan.total, "desc": f"iconmat: matting {plan.total} frames"}
-        )(frames, engine, keys, plan, self._cache, with_composite)
+        )(frames, engine, keys, plan, self._cache, with_composite, _BACKGROUNDS[self._background.value])
         self._started = {"total": plan.total, "done": 0}
         worker.yielded.connect(lambda value: self._on_frame(session, value))
         worker.errored.connect(self._on_error)

@@ -30,8 +30,10 @@ def test_manifest_is_valid_npe2():
     (reader,) = manifest.contributions.readers
     assert commands[reader.command] == "napari_iconmat._reader:napari_get_reader"
     assert reader.accepts_directories and "*.mp4" in reader.filename_patterns
-    (writer,) = manifest.contributions.writers
-    assert commands[writer.command] == "napari_iconmat._writer:write_alpha" and writer.layer_types == ["image"]
+    writers = {commands[w.command].split(":")[1]: w for w in manifest.contributions.writers}
+    assert sorted(writers) == ["write_alpha", "write_alpha_png16", "write_alpha_tiff"]
+    assert all(w.layer_types == ["image"] for w in writers.values())
+    assert writers["write_alpha"].filename_extensions == [] and ".alpha.tif" in writers["write_alpha_tiff"].filename_extensions
 
 
 def test_sample_sequence_layer_data():

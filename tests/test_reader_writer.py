@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from napari_iconmat._reader import napari_get_reader, read_frames
-from napari_iconmat._writer import write_alpha
+from napari_iconmat._writer import write_alpha, write_alpha_png16, write_alpha_tiff
 from napari_iconmat.core.errors import InputError
 from napari_iconmat.core.io import read_image
 from napari_iconmat.core.io.lazy import LazyFrames
@@ -52,6 +52,15 @@ def test_writer_writes_the_cli_layout(tmp_path):
     assert json.loads((tmp_path / "out" / "iconmat-run.json").read_text())["layer"] == "clip alpha"
     single = write_alpha(str(tmp_path / "one"), alpha[0], {"name": "frame"})
     assert len(single) == 2
+    deep = write_alpha_png16(str(tmp_path / "deep"), alpha, {"name": "clip alpha"})
+    assert read_image(deep[1]).dtype == np.uint16 and read_image(deep[1])[2, 2] == 32768
+
+
+def test_tiff_writer_writes_one_float_stack(tmp_path):
+    alpha = np.random.default_rng(0).random((4, 6, 5)).astype(np.float32)
+    assert write_alpha_tiff(str(tmp_path / "clip.alpha.tif"), alpha, {"name": "a"}) == [str(tmp_path / "clip.alpha.tif")]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "clip.alpha.tif"), alpha)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.alpha.tif"]  # no work folder left behind
 
 
 @pytest.mark.parametrize(

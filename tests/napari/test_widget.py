@@ -161,6 +161,12 @@ def test_export_writes_the_cli_layout(make_napari_viewer, qtbot, sequence, tmp_p
     assert (tmp_path / "out" / "iconmat-run.json").is_file()
     assert "exported 3 frames" in widget._status.value
 
+    # File > Save on the alpha layer: a name ending in .alpha.tif goes to the plugin's writer
+    viewer.layers.selection = {widget.alpha_layer}
+    saved = viewer.layers.save(str(tmp_path / "clip.alpha.tif"), selected=True)
+    assert saved == [str(tmp_path / "clip.alpha.tif")]
+    np.testing.assert_array_equal(tifffile.imread(saved[0]), result)
+
 
 def test_errors_are_one_line_messages(make_napari_viewer, sequence):
     frames, alpha = sequence
@@ -254,6 +260,7 @@ def test_a_single_2d_image_and_a_composite(make_napari_viewer, qtbot, sequence):
     assert labels.data.shape == (64, 96)
     labels.data[...] = np.where(alpha[0] > 0.5, 1, 0).astype(np.uint8)
     widget._with_composite.value = True
+    widget._background.value = "green"
     widget._options.value = "working_size=96"
     assert widget.propagate() is not None
     _wait(qtbot, widget)
@@ -261,6 +268,7 @@ def test_a_single_2d_image_and_a_composite(make_napari_viewer, qtbot, sequence):
     assert result.shape == (64, 96) and _iou(result, alpha[0]) > 0.9
     preview = viewer.layers["photo composite"].data
     assert preview.shape == (64, 96, 3) and preview.dtype == np.uint8 and preview.std() > 10
+    assert preview[result == 0].tolist() == [[0, 204, 51]] * int((result == 0).sum())  # green where alpha is 0
     assert widget.propagate() is None and "up to date" in widget._status.value
 
 
