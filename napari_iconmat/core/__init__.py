@@ -13,6 +13,8 @@ The public Python API::
 """
 
 from .engine import Engine, EngineStatus, FrameMatte
+from .export import export_mattes
+from .keyframes import Keyframes, QueryCache, matte_keyframes
 from .errors import CheckpointError, IconmatError, InputError, QueryMismatchError, WeightsNotFoundError
 from .prompt import Prompt, make_prompt
 from .propagate import plan_runs, propagate
@@ -28,16 +30,20 @@ __all__ = [
     "FrameMatte",
     "IconmatError",
     "InputError",
+    "Keyframes",
     "Prompt",
+    "QueryCache",
     "QueryMismatchError",
     "ReferenceQuery",
     "RunSummary",
     "WeightsNotFoundError",
     "engine_names",
     "engine_statuses",
+    "export_mattes",
     "load_query",
     "make_engine",
     "make_prompt",
+    "matte_keyframes",
     "matte_sequence",
     "plan_runs",
     "propagate",
