@@ -45,3 +45,13 @@ def _needs_display():
         if os.environ.get("ICONMAT_REQUIRE_GUI") == "1":
             pytest.fail(f"GUI tests required but cannot run: {problem}")
         pytest.skip(problem)
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``-p no:napari`` the ``make_napari_viewer`` fixture does not exist: skip, naming why."""
+    if config.pluginmanager.has_plugin("napari"):
+        return
+    skip = pytest.mark.skip(reason="napari's pytest plugin is disabled (-p no:napari): no make_napari_viewer fixture")
+    for item in items:
+        if "make_napari_viewer" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
