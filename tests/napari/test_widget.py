@@ -287,3 +287,22 @@ def test_deleting_the_alpha_layer_mattes_again_into_a_new_one(make_napari_viewer
     assert widget.propagate() is not None
     _wait(qtbot, widget)
     assert widget.alpha_layer in viewer.layers and widget.alpha_layer.data[1].any()
+
+
+def test_scribble_strokes_as_the_prompt(make_napari_viewer, qtbot, sequence):
+    import cv2
+
+    frames, alpha = sequence
+    viewer, widget, labels = _setup(make_napari_viewer, frames, alpha)
+    mask = (alpha[0] > 0.5).astype(np.uint8)
+    inside = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0
+    outside = cv2.dilate(mask, np.ones((15, 15), np.uint8)) == 0
+    strokes = np.zeros_like(mask)
+    strokes[::4][inside[::4]] = 1  # horizontal strokes every 4th row: 1 on the object,
+    strokes[::4][outside[::4]] = 2  # 2 on the background, 0 (unknown) elsewhere
+    labels.data[0] = strokes
+    widget.propagate()
+    _wait(qtbot, widget)
+    assert widget.keyframes[0].prompt.kind == "scribble"
+    result = widget.alpha_layer.data
+    assert np.mean([_iou(result[i], alpha[i]) for i in range(N)]) > 0.75
