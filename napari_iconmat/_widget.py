@@ -188,6 +188,8 @@ class MattingWidget(Container):
     # ------------------------------------------------------------ frames and prompt
     def _geometry(self, layer: Image) -> tuple[int, tuple[int, int], bool]:
         """(number of frames, (H, W), has a frame axis) of an image layer."""
+        if getattr(layer, "multiscale", False):
+            raise InputError(f"image layer {layer.name!r} is multiscale: choose a single-scale image or stack")
         shape = tuple(layer.data.shape)
         spatial = shape[:-1] if layer.rgb else shape
         if len(spatial) == 2:
