@@ -66,7 +66,14 @@ def test_blocker_blocks():
     assert _run(code) == {"failed": [True] * len(GUI_PACKAGES)}
 
 
-@pytest.mark.parametrize("module", ["napari_iconmat", "napari_iconmat.core", "napari_iconmat.cli", "napari_iconmat._sample_data"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "napari_iconmat", "napari_iconmat.core", "napari_iconmat.cli", "napari_iconmat._sample_data",
+        "napari_iconmat._reader", "napari_iconmat._writer", "napari_iconmat.core.keyframes",
+        "napari_iconmat.core.export", "napari_iconmat.core.io.lazy",
+    ],
+)  # fmt: skip
 def test_imports_without_napari_or_qt(module):
     code = _BLOCKER + textwrap.dedent(
         f"""

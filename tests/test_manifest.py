@@ -25,6 +25,15 @@ def test_manifest_is_valid_npe2():
     commands = {c.id: c.python_name for c in manifest.contributions.commands}
     assert commands["napari-iconmat.sample_sequence"] == "napari_iconmat._sample_data:sample_sequence"
     assert [s.command for s in manifest.contributions.sample_data] == ["napari-iconmat.sample_sequence"]
+    assert commands["napari-iconmat.matting_widget"] == "napari_iconmat._widget:MattingWidget"
+    assert [w.display_name for w in manifest.contributions.widgets] == ["In-context matting"]
+    (reader,) = manifest.contributions.readers
+    assert commands[reader.command] == "napari_iconmat._reader:napari_get_reader"
+    assert reader.accepts_directories and "*.mp4" in reader.filename_patterns
+    writers = {commands[w.command].split(":")[1]: w for w in manifest.contributions.writers}
+    assert sorted(writers) == ["write_alpha", "write_alpha_png16", "write_alpha_tiff"]
+    assert all(w.layer_types == ["image"] for w in writers.values())
+    assert writers["write_alpha"].filename_extensions == [] and ".alpha.tif" in writers["write_alpha_tiff"].filename_extensions
 
 
 def test_sample_sequence_layer_data():

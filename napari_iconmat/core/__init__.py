@@ -13,6 +13,8 @@ The public Python API::
 """
 
 from .engine import Engine, EngineStatus, FrameMatte
+from .export import export_mattes
+from .keyframes import Keyframes, QueryCache, matte_keyframes
 from .errors import CheckpointError, IconmatError, InputError, QueryMismatchError, WeightsNotFoundError
 from .lazy import matte_lazy
 from .prompt import Prompt, make_prompt
@@ -29,17 +31,21 @@ __all__ = [
     "FrameMatte",
     "IconmatError",
     "InputError",
+    "Keyframes",
     "Prompt",
+    "QueryCache",
     "QueryMismatchError",
     "ReferenceQuery",
     "RunSummary",
     "WeightsNotFoundError",
     "engine_names",
     "engine_statuses",
+    "export_mattes",
     "load_query",
     "make_engine",
     "matte_lazy",
     "make_prompt",
+    "matte_keyframes",
     "matte_sequence",
     "plan_runs",
     "propagate",

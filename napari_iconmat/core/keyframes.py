@@ -1,0 +1,496 @@
+"""Keyframes: several references on one sequence, and which frames each one mattes.
+
+A user marks the object on one frame, propagates, then corrects a frame where
+the matte went wrong. Each marked frame is a *keyframe* (a reference frame with
+its prompt). :class:`Keyframes` decides which keyframe mattes which frame and
+which frames must be re-matted after a change; :func:`matte_keyframes` does
+the matting; :class:`QueryCache` keeps each keyframe's reference query so that
+it is encoded once.
+
+The rule
+--------
+Every frame is matted from its **nearest keyframe in time**, propagating from
+that keyframe towards the frame (forward for later frames, backward for earlier
+ones), each frame handing the engine's track state to the next. A frame
+equidistant from two keyframes goes to the earlier one. With direction
+``'forward'`` only keyframes at or before a frame count (frames before the
+first keyframe are not matted), with ``'backward'`` only those at or after it.
+
+So each keyframe owns one contiguous segment of frames around it, and a frame's
+matte depends only on its keyframe (its pixels, prompt and the engine, i.e. the
+query signature) and the frames between the two. A frame is up to date when it
+was last matted from the same keyframe with the same query signature. Adding a
+keyframe takes over exactly the frames nearer to it than to its neighbouring
+keyframes: only those are re-matted. Re-painting a keyframe re-mattes its
+segment; removing one hands its segment to the neighbours, whose chains are run
+again from the neighbouring keyframe up to the farthest frame they take back.
+
+Examples
+--------
+>>> import numpy as np
+>>> from napari_iconmat.core import make_prompt
+>>> frames = np.zeros((10, 16, 16), np.uint8); mask = np.zeros((16, 16), bool); mask[4:12, 4:12] = True
+>>> keys = Keyframes(10)
+>>> _ = keys.set(0, frames[0], make_prompt(mask))
+>>> [keys.owner(i) for i in (0, 5, 9)]
+[0, 0, 0]
+>>> _ = keys.set(8, frames[8], make_prompt(mask))
+>>> [keys.owner(i) for i in range(10)]
+[0, 0, 0, 0, 0, 8, 8, 8, 8, 8]
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .engine import Engine, FrameMatte
+from .errors import InputError, QueryMismatchError
+from .frames import check_frame
+from .prompt import Prompt
+from .propagate import DIRECTIONS
+from .reference import ReferenceQuery, reference_signature
+
+__all__ = ["Keyframe", "KeyframeRun", "Keyframes", "Plan", "QueryCache", "matte_keyframes", "signature_key"]
+
+
+def signature_key(signature: dict) -> str:
+    """Short stable key of a query signature (as :attr:`ReferenceQuery.key`)."""
+    return ReferenceQuery(signature=signature).key
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """A reference frame of the sequence and its prompt.
+
+    Attributes
+    ----------
+    index : int
+        Frame index in the sequence.
+    image : (H, W[, C]) ndarray
+        The frame's pixels, as read.
+    prompt : Prompt
+        Of the frame's height and width.
+    """
+
+    index: int
+    image: np.ndarray
+    prompt: Prompt
+
+    def signature(self, engine: Engine) -> dict:
+        """The signature the engine's query of this keyframe has."""
+        return reference_signature(self.image, self.prompt, engine=engine.name, version=engine.version, params=engine.params)
+
+
+@dataclass(frozen=True)
+class KeyframeRun:
+    """The frames matted from one keyframe in one job.
+
+    Attributes
+    ----------
+    keyframe : int
+        Index of the keyframe.
+    key : str
+        Signature key of its query (see :func:`signature_key`).
+    matte_keyframe : bool
+        The keyframe's own matte (the reference matte) is produced.
+    forward : tuple of int
+        Frames after the keyframe, matted in this order (keyframe + 1, + 2, ...).
+    backward : tuple of int
+        Frames before the keyframe, matted in this order (keyframe - 1, - 2, ...).
+    """
+
+    keyframe: int
+    key: str
+    matte_keyframe: bool
+    forward: tuple[int, ...]
+    backward: tuple[int, ...]
+
+    @property
+    def frames(self) -> int:
+        """Number of mattes this run produces."""
+        return int(self.matte_keyframe) + len(self.forward) + len(self.backward)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one propagation job does (from :meth:`Keyframes.plan`).
+
+    Attributes
+    ----------
+    runs : tuple of KeyframeRun
+    stale : tuple of int
+        Frames that hold a matte but have no keyframe any more (direction
+        ``'forward'`` before the first keyframe, ``'backward'`` after the last):
+        their mattes should be dropped (:meth:`Keyframes.forget`).
+    """
+
+    runs: tuple[KeyframeRun, ...]
+    stale: tuple[int, ...] = ()
+
+    @property
+    def total(self) -> int:
+        """Number of mattes the job produces (one per frame yielded by :func:`matte_keyframes`)."""
+        return sum(run.frames for run in self.runs)
+
+    @property
+    def indices(self) -> list[int]:
+        """Every frame the job mattes, ascending."""
+        out = []
+        for run in self.runs:
+            out += ([run.keyframe] if run.matte_keyframe else []) + list(run.forward) + list(run.backward)
+        return sorted(out)
+
+
+class Keyframes:
+    """The keyframes of one sequence, and which frames are up to date.
+
+    Parameters
+    ----------
+    n_frames : int
+        Length of the sequence (>= 1).
+    direction : {'both', 'forward', 'backward'}, default 'both'
+        Which keyframes may matte a frame; see the module docstring.
+
+    Notes
+    -----
+    State is held here, not globally: a widget (or a script) keeps one
+    ``Keyframes`` per sequence. The bookkeeping of mattes done is updated by
+    :func:`matte_keyframes` as each frame is matted.
+    """
+
+    def __init__(self, n_frames: int, *, direction: str = "both") -> None:
+        if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
+            raise InputError(f"a sequence needs at least one frame, got n_frames={n_frames!r}")
+        self.n_frames = int(n_frames)
+        self._keys: dict[int, Keyframe] = {}
+        self._sorted: list[int] = []
+        # frame -> (keyframe index, signature key) it was last matted from
+        self._done: dict[int, tuple[int, str]] = {}
+        self.direction = direction
+
+    # ------------------------------------------------------------ keyframes
+    @property
+    def direction(self) -> str:
+        return self._direction
+
+    @direction.setter
+    def direction(self, value: str) -> None:
+        if value not in DIRECTIONS:
+            raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {value!r}")
+        self._direction = value
+
+    @property
+    def indices(self) -> list[int]:
+        """Keyframe indices, ascending."""
+        return list(self._sorted)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._keys
+
+    def __getitem__(self, index: int) -> Keyframe:
+        return self._keys[index]
+
+    def set(self, index: int, image: np.ndarray, prompt: Prompt) -> Keyframe:
+        """Add a keyframe at ``index`` or replace its image and prompt.
+
+        Parameters
+        ----------
+        index : int
+            Frame index, ``0 <= index < n_frames``.
+        image : (H, W[, C]) ndarray
+            The frame's pixels.
+        prompt : Prompt
+            Of the same height and width as ``image``.
+
+        Raises
+        ------
+        InputError
+            Index out of range, or image and prompt of different sizes.
+        """
+        index = self._check_index(index, "keyframe")
+        image = check_frame(image, what=f"keyframe {index}")
+        if tuple(prompt.shape) != tuple(image.shape[:2]):
+            raise InputError(
+                f"the prompt of keyframe {index} must have the frame's shape {tuple(image.shape[:2])}, "
+                f"got {tuple(prompt.shape)}"
+            )
+        key = Keyframe(index, np.array(image, copy=True), prompt)
+        self._keys[index] = key
+        self._sorted = sorted(self._keys)
+        return key
+
+    def remove(self, index: int) -> None:
+        """Remove the keyframe at ``index``; its frames go to the neighbouring keyframes."""
+        if index not in self._keys:
+            raise InputError(f"frame {index} is not a keyframe (keyframes: {self.describe()})")
+        del self._keys[index]
+        self._sorted = sorted(self._keys)
+
+    def describe(self) -> str:
+        """The keyframe indices in words, e.g. ``'0, 12'`` or ``'none'``."""
+        return ", ".join(str(i) for i in self._sorted) or "none"
+
+    # ------------------------------------------------------------ the rule
+    def owner(self, frame: int) -> int | None:
+        """The keyframe that mattes ``frame``, or None when no keyframe may (see the module docstring)."""
+        frame = self._check_index(frame, "frame")
+        keys = self._sorted
+        at = bisect.bisect_right(keys, frame)
+        before = keys[at - 1] if at > 0 else None  # the last keyframe <= frame
+        after = keys[at] if at < len(keys) else None  # the first keyframe > frame
+        if before == frame:
+            return frame
+        if self._direction == "forward":
+            return before
+        if self._direction == "backward":
+            return after
+        if before is None or after is None:
+            return after if before is None else before
+        return before if frame - before <= after - frame else after
+
+    def segment(self, keyframe: int) -> tuple[int, int]:
+        """The frames ``keyframe`` mattes, as ``(first, last)`` inclusive."""
+        if keyframe not in self._keys:
+            raise InputError(f"frame {keyframe} is not a keyframe (keyframes: {self.describe()})")
+        first = last = keyframe
+        while first > 0 and self.owner(first - 1) == keyframe:
+            first -= 1
+        while last < self.n_frames - 1 and self.owner(last + 1) == keyframe:
+            last += 1
+        return first, last
+
+    # ------------------------------------------------------------ bookkeeping
+    @property
+    def done(self) -> dict[int, tuple[int, str]]:
+        """Frames matted so far: frame -> (keyframe, signature key) it was matted from."""
+        return dict(self._done)
+
+    def mark_done(self, frame: int, keyframe: int, key: str) -> None:
+        """Record that ``frame`` was matted from ``keyframe`` with query key ``key``."""
+        self._done[int(frame)] = (int(keyframe), key)
+
+    def forget(self, frames: Sequence[int] | None = None) -> None:
+        """Drop the record of ``frames`` (all frames when None): they count as not matted."""
+        if frames is None:
+            self._done.clear()
+        for frame in frames or ():
+            self._done.pop(int(frame), None)
+
+    def plan(self, engine: Engine, *, frame_range: tuple[int, int] | None = None) -> Plan:
+        """The runs that bring every frame of ``frame_range`` up to date.
+
+        Parameters
+        ----------
+        engine : Engine
+            The engine that will matte; its name, version and parameters are
+            part of each keyframe's query signature.
+        frame_range : (start, stop), optional
+            Frames that must be up to date, ``0 <= start < stop <= n_frames``;
+            default all. Frames between a keyframe and the range are matted too
+            (they carry the track state) and count as done.
+
+        Returns
+        -------
+        Plan
+            Empty (``total == 0``) when everything in the range is up to date.
+
+        Raises
+        ------
+        InputError
+            No keyframe, or a bad range.
+        """
+        if not self._keys:
+            raise InputError("no keyframe: mark the object on a frame first")
+        start, stop = (0, self.n_frames) if frame_range is None else frame_range
+        if not 0 <= start < stop <= self.n_frames:
+            raise InputError(f"frame range ({start}, {stop}) must satisfy 0 <= start < stop <= {self.n_frames}")
+        keys = {k: signature_key(self._keys[k].signature(engine)) for k in self._sorted}
+        dirty: dict[int, list[int]] = {k: [] for k in self._sorted}
+        for frame in range(start, stop):
+            owner = self.owner(frame)
+            if owner is not None and self._done.get(frame) != (owner, keys[owner]):
+                dirty[owner].append(frame)
+        runs = []
+        for k in self._sorted:
+            if not dirty[k]:
+                continue
+            later = [f for f in dirty[k] if f > k]
+            earlier = [f for f in dirty[k] if f < k]
+            runs.append(
+                KeyframeRun(
+                    keyframe=k,
+                    key=keys[k],
+                    matte_keyframe=k in dirty[k],
+                    forward=tuple(range(k + 1, max(later) + 1)) if later else (),
+                    backward=tuple(range(k - 1, min(earlier) - 1, -1)) if earlier else (),
+                )
+            )
+        stale = tuple(sorted(f for f in self._done if self.owner(f) is None))
+        return Plan(tuple(runs), stale)
+
+    def _check_index(self, index, what: str) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise InputError(f"{what} index must be an integer, got {index!r}")
+        if not 0 <= index < self.n_frames:
+            raise InputError(f"{what} {index} is out of range: the sequence has {self.n_frames} frames (0..{self.n_frames - 1})")
+        return int(index)
+
+
+class QueryCache:
+    """Reference queries by signature: each keyframe is encoded once per engine setting.
+
+    Parameters
+    ----------
+    folder : str or path-like, optional
+        Also keep the queries as ``<engine>-<key>.npz`` files there (the
+        layout of ``iconmat matte --cache-dir``), so they survive the session.
+        None (default): memory only.
+    max_items : int, default 32
+        Queries kept in memory (least recently used ones are dropped).
+
+    Attributes
+    ----------
+    encoded : int
+        How many times a query was computed (not found in the cache).
+    """
+
+    def __init__(self, folder=None, *, max_items: int = 32) -> None:
+        self.folder = None if folder is None else Path(os.fspath(folder)).expanduser()
+        self.max_items = int(max_items)
+        self.encoded = 0
+        self._items: OrderedDict[str, ReferenceQuery] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, engine: Engine, image: np.ndarray, prompt: Prompt) -> ReferenceQuery:
+        """The query of ``image`` + ``prompt`` for ``engine``: cached when the signatures agree, else encoded.
+
+        A cached query is used only when its signature (reference pixels and
+        prompt, engine name, version and parameters) equals the one ``engine``
+        would give; a file in ``folder`` whose signature differs is ignored and
+        replaced.
+        """
+        signature = reference_signature(image, prompt, engine=engine.name, version=engine.version, params=engine.params)
+        key = signature_key(signature)
+        query = self._items.get(key)
+        if query is not None and query.signature == signature:
+            self._items.move_to_end(key)
+            return query
+        path = None
+        if self.folder is not None:
+            from .run import query_cache_path
+
+            path = query_cache_path(self.folder, signature)
+            if path.is_file():
+                try:
+                    query = ReferenceQuery.load(path, expected=signature)
+                except (InputError, QueryMismatchError):
+                    query = None  # re-encoded below, and the file replaced
+                if query is not None:
+                    self._remember(key, query)
+                    return query
+        query = engine.encode_reference(image, prompt)
+        self.encoded += 1
+        if query.signature != signature:
+            # an engine that signs differently is not cached: it would never be found again
+            return query
+        self._remember(key, query)
+        if path is not None:
+            try:
+                query.save(path)
+            except (InputError, OSError):
+                pass  # the cache folder is an optimisation; the query itself is fine
+        return query
+
+    def _remember(self, key: str, query: ReferenceQuery) -> None:
+        self._items[key] = query
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+
+
+def _read(frames, index: int) -> np.ndarray:
+    return np.asarray(frames[index])
+
+
+def _chain(frames, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    if hasattr(frames, "iter_frames"):
+        yield from frames.iter_frames(list(indices))
+    else:
+        for i in indices:
+            yield i, _read(frames, i)
+
+
+def matte_keyframes(
+    frames,
+    engine: Engine,
+    keyframes: Keyframes,
+    plan: Plan,
+    *,
+    cache: QueryCache | None = None,
+    with_foreground: bool = False,
+) -> Iterator[tuple[int, FrameMatte]]:
+    """Carry out ``plan``: yield ``(index, FrameMatte)`` for every frame it mattes, as each is done.
+
+    Parameters
+    ----------
+    frames : FrameSource or sequence of (H, W[, C]) arrays
+        The sequence ``keyframes`` describes (``len(frames) == keyframes.n_frames``).
+    engine : Engine
+    keyframes : Keyframes
+        Each frame is recorded as done (:meth:`Keyframes.mark_done`) just
+        before it is yielded: the consumer must keep every matte it receives.
+    plan : Plan
+        From ``keyframes.plan(engine, ...)`` with the same engine.
+    cache : QueryCache, optional
+        Where keyframe queries are looked up and kept; None: a fresh cache
+        (every keyframe is encoded).
+    with_foreground : bool, default False
+        Also estimate un-premultiplied foreground colours.
+
+    Yields
+    ------
+    index : int
+    matte : FrameMatte
+        ``alpha`` is (H, W) float32 in [0, 1].
+
+    Notes
+    -----
+    Stopping the iteration between two frames (a Cancel) leaves every yielded
+    frame recorded as done and the rest as they were, so the next plan picks up
+    where this one stopped.
+    """
+    if len(frames) != keyframes.n_frames:
+        raise InputError(f"the keyframes describe {keyframes.n_frames} frames, but the sequence has {len(frames)}")
+    cache = QueryCache() if cache is None else cache
+    for run in plan.runs:
+        key = keyframes[run.keyframe]
+        query = cache.get(engine, key.image, key.prompt)
+        if run.matte_keyframe:
+            reference, _ = engine.reference_matte(query)
+            if with_foreground and reference.foreground is None:
+                from .frames import to_rgb_float
+                from .matting import estimate_foreground
+
+                reference.foreground = estimate_foreground(to_rgb_float(key.image), reference.alpha)
+            keyframes.mark_done(run.keyframe, run.keyframe, run.key)
+            yield run.keyframe, reference
+        for chain in (run.forward, run.backward):
+            if not chain:
+                continue
+            _, state = engine.reference_matte(query)  # each chain starts from the keyframe's own state
+            for index, frame in _chain(frames, chain):
+                matte, state = engine.matte_frame(frame, query, state=state, with_foreground=with_foreground)
+                keyframes.mark_done(index, run.keyframe, run.key)
+                yield index, matte
