@@ -16,7 +16,7 @@ from .engine import Engine, EngineStatus, FrameMatte
 from .export import export_mattes
 from .keyframes import Keyframes, QueryCache, matte_keyframes
 from .errors import CheckpointError, IconmatError, InputError, QueryMismatchError, WeightsNotFoundError
-from .lazy import matte_lazy
+from .lazy_matte import matte_lazy
 from .prompt import Prompt, make_prompt
 from .propagate import plan_runs, propagate
 from .reference import ReferenceQuery, load_query
