@@ -292,8 +292,16 @@ class InContextPairs:
             self._order_epoch = epoch
         return self._order
 
-    def batch(self, step: int, batch_size: int) -> dict:
+    def batch(self, step: int, batch_size: int, *, references: bool = True) -> dict:
         """Batch ``step``: the next ``batch_size`` targets of the epoch order, each with a reference.
+
+        Parameters
+        ----------
+        step : int
+            0-based optimizer step; the batch depends only on it and the seed.
+        batch_size : int
+        references : bool
+            Also load the references (default True; the trimap variant needs none).
 
         Returns
         -------
@@ -301,23 +309,27 @@ class InContextPairs:
             ``image``, ``alpha``, ``trimap`` of the targets, ``reference_image``,
             ``reference_alpha`` (the reference's alpha, the guidance), stacked as
             (B, C, S, S) float32; ``binary`` (B,) bool; ``names`` and
-            ``reference_names`` (lists of 'dataset/name').
+            ``reference_names`` (lists of 'dataset/name'). Without ``references``
+            the reference entries are absent.
         """
-        targets, references = [], []
+        targets, refs = [], []
         for slot in range(batch_size):
             position = step * batch_size + slot
             index = int(self.order(position // len(self.samples))[position % len(self.samples)])
             rng = np.random.default_rng([self.seed, 1, step, slot])
-            reference = self.reference_for(index, rng)
+            reference = self.reference_for(index, rng)  # drawn either way: the same target crops with or without
             targets.append(self.load(index, rng))
-            references.append(self.load(reference, rng))
-        return {
+            if references:
+                refs.append(self.load(reference, rng))
+        batch = {
             "image": np.stack([t["image"] for t in targets]),
             "alpha": np.stack([t["alpha"] for t in targets]),
             "trimap": np.stack([t["trimap"] for t in targets]),
             "binary": np.array([t["binary"] for t in targets]),
-            "reference_image": np.stack([r["image"] for r in references]),
-            "reference_alpha": np.stack([r["alpha"] for r in references]),
             "names": [t["name"] for t in targets],
-            "reference_names": [r["name"] for r in references],
         }
+        if references:
+            batch["reference_image"] = np.stack([r["image"] for r in refs])
+            batch["reference_alpha"] = np.stack([r["alpha"] for r in refs])
+            batch["reference_names"] = [r["name"] for r in refs]
+        return batch
