@@ -210,18 +210,22 @@ def matting_losses(
     return losses
 
 
+def _as_float(value) -> float:
+    return float(value.detach()) if torch.is_tensor(value) else float(value)
+
+
 def check_loss(total: torch.Tensor | float, *, step: int | None = None, terms: dict | None = None) -> float:
     """The loss as a float; :class:`LossExplosionError` if it is NaN, infinite or > :data:`LOSS_LIMIT`.
 
     The released code stops training the same way ("Loss explosion").
     """
-    value = float(total)
+    value = _as_float(total)
     if math.isfinite(value) and value <= LOSS_LIMIT:
         return value
     where = f" at step {step}" if step is not None else ""
     detail = ""
     if terms:
-        detail = " (" + ", ".join(f"{k} {float(v):.4g}" for k, v in terms.items() if k != "total") + ")"
+        detail = " (" + ", ".join(f"{k} {_as_float(v):.4g}" for k, v in terms.items() if k != "total") + ")"
     raise LossExplosionError(
         f"training loss exploded{where}: {value:.4g}{detail}, limit {LOSS_LIMIT:g}; "
         "lower --lr or lengthen --warmup, and resume from the last checkpoint"

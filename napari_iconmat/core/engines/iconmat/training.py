@@ -61,7 +61,7 @@ _STATE_FORMAT = "iconmat-train-state/1"
 _CHECKPOINTS = "checkpoints"
 _LOG = "train-log.jsonl"
 # settings a resumed run must share with the run it continues (None there: take the saved value)
-_RESUMABLE = ("batch_size", "lr", "warmup", "timestep", "resolution", "sd_model", "tiny", "variant", "seed")
+_RESUMABLE = ("batch_size", "lr", "warmup", "timestep", "resolution", "sd_model", "tiny", "variant", "seed", "model_options")
 
 
 def warmup_factor(step: int, warmup: int, start: float = WARMUP_START) -> float:
@@ -260,14 +260,21 @@ def _pick_device(device: str | None) -> str:
 
 
 def _build_model(settings: dict):
+    from dataclasses import fields
+
     from .config import IconMattingConfig
     from .model import InContextMatting, TrimapMatting
 
     cls = InContextMatting if settings["variant"] == "in-context" else TrimapMatting
-    changes = {k: settings[k] for k in ("resolution", "timestep") if settings[k] is not None}
+    changes = dict(settings["model_options"] or {})
+    known = {f.name for f in fields(IconMattingConfig)} - {"sd_model", "unet_config", "vae_config", "scheduler_config"}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise InputError(f"unknown model option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    changes.update({k: settings[k] for k in ("resolution", "timestep") if settings[k] is not None})
     try:
         config = IconMattingConfig.tiny(**changes) if settings["tiny"] else IconMattingConfig(**changes)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise InputError(f"invalid model settings: {exc}") from None
     if settings["tiny"]:
         return cls(config)
@@ -285,7 +292,7 @@ def _settings(out: Path, resume: bool, given: dict) -> tuple[dict, Path | None]:
     """Settings of this run: given values, else (when resuming) the saved ones, else the defaults."""
     defaults = {
         "batch_size": DEFAULT_BATCH_SIZE, "lr": DEFAULT_LR, "warmup": DEFAULT_WARMUP, "timestep": None,
-        "resolution": None, "sd_model": None, "tiny": False, "variant": "in-context", "seed": 0,
+        "resolution": None, "sd_model": None, "tiny": False, "variant": "in-context", "seed": 0, "model_options": {},
     }  # fmt: skip
     checkpoint = latest_checkpoint(out)
     if checkpoint is not None and not resume:
@@ -306,7 +313,7 @@ def _settings(out: Path, resume: bool, given: dict) -> tuple[dict, Path | None]:
     settings = dict(saved)
     for key in _RESUMABLE:
         value = given.get(key)
-        if value is None or (key == "tiny" and value is False):
+        if value is None or (key == "tiny" and value is False) or (key == "model_options" and not value):
             continue
         if value != saved[key]:
             flag = "--" + key.replace("_", "-")
@@ -329,6 +336,7 @@ def train_decoder(
     tiny: bool = False,
     variant: str | None = None,
     seed: int | None = None,
+    model_options: dict | None = None,
     resume: bool = False,
     save_every: int = DEFAULT_SAVE_EVERY,
     keep: int = 2,
@@ -365,6 +373,8 @@ def train_decoder(
         (target + its trimap). Default 'in-context'.
     seed : int, optional
         Seeds the decoder initialisation, the noise and the data (default 0).
+    model_options : dict, optional
+        Further :class:`IconMattingConfig` fields, e.g. ``{'ensemble_size': 1}``.
     resume : bool
         Continue the newest checkpoint in ``out_dir``. Without it, an
         ``out_dir`` that holds a checkpoint is an error.
@@ -406,7 +416,8 @@ def train_decoder(
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, expected a folder")
     given = dict(batch_size=batch_size, lr=lr, warmup=warmup, timestep=timestep, resolution=resolution,
-                 sd_model=sd_model, tiny=tiny, variant=variant, seed=seed, datasets=list(datasets))  # fmt: skip
+                 sd_model=sd_model, tiny=tiny, variant=variant, seed=seed, model_options=model_options,
+                 datasets=list(datasets))  # fmt: skip
     settings, checkpoint = _settings(out, resume, given)
 
     import torch
@@ -460,7 +471,7 @@ def train_decoder(
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             optimizer.step()
-            values = {k: float(v) for k, v in terms.items()}
+            values = {k: float(v.detach()) for k, v in terms.items()}
             losses.append(values["total"])
             record = {"step": step + 1, "lr": settings["lr"] * factor, **values, "seconds": round(time.perf_counter() - t0, 4)}
             log.write(json.dumps(record) + "\n")

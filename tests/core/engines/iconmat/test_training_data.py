@@ -13,7 +13,7 @@ from napari_iconmat.core.engines.iconmat.data import InContextPairs, crop_resize
 from napari_iconmat.core.errors import InputError
 
 
-def _write_dataset(root, name, groups, *, size=(60, 80), trimaps=True, soft=True, records=None):
+def _write_dataset(root, name, groups, *, size=(60, 80), trimaps=True, soft=True, records=None, radius=20):
     """``groups``: group label -> number of images. Images are h x w RGB with a disc of soft alpha."""
     h, w = size
     folder = root / name
@@ -27,7 +27,7 @@ def _write_dataset(root, name, groups, *, size=(60, 80), trimaps=True, soft=True
             stem = f"{label}_{i:02d}"
             image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
             dist = np.hypot(yy - h / 2, xx - w / 2)
-            alpha = np.clip((20 - dist) / 4, 0, 1) if soft else (dist < 20).astype(float)
+            alpha = np.clip((radius - dist) / 4, 0, 1) if soft else (dist < radius).astype(float)
             cv2.imwrite(str(folder / "image" / f"{stem}.jpg"), image)
             cv2.imwrite(str(folder / "alpha" / f"{stem}.png"), (alpha * 255).round().astype(np.uint8))
             if trimaps:
