@@ -107,8 +107,10 @@ class TrainSummary:
         head = f"Trained the {self.variant} decoder for {ran} step(s)"
         head += f" (steps {self.start_step + 1}-{self.steps})" if self.start_step else ""
         head += f" on {self.samples} image(s), {self.device}, {self.seconds / ran:.3g} s/step."
-        n = min(10, len(self.losses))
-        loss = f" Loss: first {n} steps mean {_mean(self.losses[:n]):.4g}, last {n} mean {_mean(self.losses[-n:]):.4g}."
+        n = min(10, len(self.losses) // 2)
+        loss = f" Loss {self.losses[-1]:.4g} at the last step." if self.losses else ""
+        if n:
+            loss = f" Loss: mean of the first {n} steps {_mean(self.losses[:n]):.4g}, of the last {n} {_mean(self.losses[-n:]):.4g}."
         where = f" Decoder: {self.decoder} (checkpoint {self.checkpoint})."
         return head + loss + where
 

@@ -88,7 +88,7 @@ def test_checkpoint_holds_the_decoder_in_the_released_key_layout(data_root, tmp_
 
 
 def test_kill_and_resume_gives_the_uninterrupted_weights(data_root, tmp_path):
-    straight = _train(data_root, tmp_path / "straight", steps=5, warmup=2)
+    straight = _train(data_root, tmp_path / "straight", steps=4, warmup=2)
 
     class Killed(Exception):
         pass
@@ -98,9 +98,9 @@ def test_kill_and_resume_gives_the_uninterrupted_weights(data_root, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        _train(data_root, tmp_path / "resumed", steps=5, warmup=2, on_step=kill_at_step_3)
+        _train(data_root, tmp_path / "resumed", steps=4, warmup=2, on_step=kill_at_step_3)
     assert latest_checkpoint(tmp_path / "resumed").name == "step-00000002"
-    resumed = _train(data_root, tmp_path / "resumed", steps=5, resume=True)  # settings come from the checkpoint
+    resumed = train_decoder(data_root, datasets=["toy"], out_dir=tmp_path / "resumed", steps=4, resume=True)  # saved settings
     assert resumed.start_step == 2
     assert resumed.losses == pytest.approx(straight.losses[2:], rel=0, abs=0)
     a, b = _weights(straight.decoder), _weights(resumed.decoder)
@@ -112,9 +112,8 @@ def test_kill_and_resume_gives_the_uninterrupted_weights(data_root, tmp_path):
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     # the log of the killed steps was replaced by the resumed run's
     log = [json.loads(line) for line in (tmp_path / "resumed" / "train-log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2, 3, 4, 5]
-    # only the newest checkpoints are kept (keep=2)
-    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == ["step-00000004", "step-00000005"]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
 
 
 def test_resume_refuses_other_settings_and_new_runs_refuse_a_used_folder(data_root, tmp_path):
@@ -163,3 +162,43 @@ def test_an_exploding_loss_stops_training_with_a_clear_error(data_root, tmp_path
 def test_bad_settings_fail_before_training(data_root, tmp_path, options, message):
     with pytest.raises(InputError, match=message):
         _train(data_root, tmp_path / "out", **{"steps": 2, **options})
+
+
+def test_a_killed_cli_run_resumes_to_the_uninterrupted_weights(data_root, tmp_path):
+    """SIGKILL a real ``iconmat train`` process, resume its folder, compare with a run never stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    command = [
+        sys.executable, "-m", "napari_iconmat.cli", "train", str(data_root), "--dataset", "toy", "--out", str(out),
+        "--tiny", "--model-option", "ensemble_size=1", "--batch-size", "1", "--steps", "1000", "--save-every", "2",
+        "--warmup", "3", "--quiet",
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(p) for p in sys.path if p]))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            found = latest_checkpoint(out)
+            if found is not None and int(found.name[5:]) >= 4:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, process.stderr.read().decode()
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.communicate()
+    reached = int(latest_checkpoint(out).name[5:])
+    resumed = train_decoder(data_root, datasets=["toy"], out_dir=out, steps=reached + 2, resume=True)
+    straight = _train(data_root, tmp_path / "straight", steps=reached + 2, warmup=3)
+    assert resumed.start_step == reached
+    a, b = _weights(straight.decoder), _weights(resumed.decoder)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    log = [json.loads(line) for line in (out / "train-log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, reached + 3))
+    # keep=2: the newest two checkpoints survive
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"step-{reached:08d}", f"step-{reached + 2:08d}"]
