@@ -15,6 +15,7 @@ synth       :func:`napari_iconmat.core.synth.write_synth`
 eval        :func:`napari_iconmat.core.evaluate.evaluate_folders`
 bench       :func:`napari_iconmat.core.bench.run_bench`
 train       :func:`napari_iconmat.core.engines.iconmat.training.train_decoder`
+checkpoint  :func:`napari_iconmat.core.engines.iconmat.checkpoint.inspect_checkpoint` / ``convert_checkpoint``
 ==========  ============================================================
 """
 
@@ -160,6 +161,7 @@ def _cmd_matte(args) -> int:
             prompt_kind=args.prompt_kind,
             cache_dir=args.cache_dir,
             on_progress=progress,
+            explain=args.explain,
         )
     print(summary.describe())
     return 0
@@ -268,6 +270,19 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_checkpoint(args) -> int:
+    from .core.engines.iconmat.checkpoint import convert_checkpoint, inspect_checkpoint
+
+    if args.action == "inspect":
+        report = inspect_checkpoint(args.path)
+        print(report.format())
+        return 0 if report.ok else 1
+    out, digest = convert_checkpoint(args.path, args.out)
+    print(f"Wrote {out}")
+    print(f"sha256 {digest}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -319,6 +334,15 @@ examples:
 folders: synth (frames/ alpha/ reference_mask.png), DAVIS (<seq>/frames + <seq>/masks), ICM-57 (image/ alpha/ *.json)
 """
 
+_CHECKPOINT_EXAMPLES = """\
+examples:
+  iconmat checkpoint inspect 12-0.00800-mat.pth          # exit 0 only if it loads strictly
+  iconmat checkpoint convert 12-0.00800-mat.pth ~/.cache/iconmat/iconmatting-decoder.safetensors
+
+checks the IconMatting decoder layout (89 tensors, 21,101,585 trainable parameters); files are read
+with torch.load(weights_only=True) or as safetensors
+"""
+
 
 _TRAIN_EXAMPLES = """\
 examples:
@@ -367,6 +391,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="auto: a sequence when all frames share one size, else a collection of independent images")
     p.add_argument("--prompt-kind", choices=PROMPT_KINDS, default="auto", help="how to read MASK (default auto)")
     p.add_argument("--cache-dir", metavar="DIR", help="reuse / store the encoded reference query in this folder")
+    p.add_argument("--explain", action="store_true", help="also write the engine's explain maps as heatmaps in DIR/explain/ (iconmat engine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_matte)
 
@@ -431,6 +456,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", metavar="DEV", help="torch device (default cuda, else mps, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = command("checkpoint", "Inspect or convert an IconMatting decoder checkpoint.", _CHECKPOINT_EXAMPLES)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = actions.add_parser("inspect", help="report matched / missing / unexpected / wrong-shape keys (exit 1 unless it loads strictly)",
+                           description="Compare a checkpoint with the IconMatting decoder layout.")
+    a.add_argument("path", metavar="PATH", help="checkpoint (.pth, .ckpt or .safetensors)")
+    a = actions.add_parser("convert", help="write a strictly loadable checkpoint as .safetensors and print its sha256",
+                           description="Convert an IconMatting decoder checkpoint to safetensors.")
+    a.add_argument("path", metavar="PATH", help="checkpoint (.pth, .ckpt or .safetensors)")
+    a.add_argument("out", metavar="OUT.safetensors", help="output file")
+    p.set_defaults(func=_cmd_checkpoint)
     return parser
 
 
@@ -445,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        0 done; 1 ``bench --check`` missed a target; 2 bad usage or an
+        0 done; 1 ``bench --check`` missed a target or ``checkpoint inspect``
+        found a checkpoint that does not load strictly; 2 bad usage or an
         :class:`IconmatError` (one line on stderr); 130 interrupted.
     """
     parser = _build_parser()

@@ -18,6 +18,7 @@ DEFAULT_ENGINE = "classical"
 # name -> "module:Class"
 _ENGINES: dict[str, str] = {
     "classical": "napari_iconmat.core.engines.classical:ClassicalEngine",
+    "iconmat": "napari_iconmat.core.engines.iconmat.engine:IconMattingEngine",
 }
 
 

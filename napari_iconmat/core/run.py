@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import InputError, QueryMismatchError
+from .explain import write_explain_maps
 from .frames import check_frame
 from .io.readers import FrameSource, open_frames, read_image
 from .io.writers import FORMATS, OutputWriter
@@ -318,6 +319,7 @@ def matte_sequence(
     prompt_kind: str = "auto",
     cache_dir=None,
     on_progress: Callable[[int, int], Any] | None = None,
+    explain: bool = False,
 ) -> RunSummary:
     """Matte the object marked on one reference in every frame of ``input`` and write the alphas.
 
@@ -366,6 +368,9 @@ def matte_sequence(
         Called as ``on_progress(done, total)``: once with ``done = 0`` before the
         first frame, then after each frame written. An exception raised in it
         stops the run as a failure (a way to cancel).
+    explain : bool, default False
+        Also write the engine's explain maps of every frame as heatmaps,
+        ``out_dir/explain/<map>/NNNNN.png`` (engines with ``supports_explain``).
 
     Returns
     -------
@@ -415,6 +420,8 @@ def matte_sequence(
     if engine_params is not None and not isinstance(engine_params, dict):
         raise InputError(f"engine parameters must be a dict, got {type(engine_params).__name__}")
     get_engine_class(engine)  # unknown engine -> InputError naming the choices
+    if explain and not getattr(get_engine_class(engine), "supports_explain", False):
+        raise InputError(f"engine {engine!r} makes no explain maps; explain works with the iconmat engine")
     formats = _normalise_formats(formats)
     out_dir = Path(os.fspath(out_dir)).expanduser()
     _check_folder_target(out_dir, "output folder")
@@ -464,7 +471,7 @@ def matte_sequence(
             )
 
         # 3. the engine and the reference query
-        matter = make_engine(engine, **(engine_params or {}))
+        matter = make_engine(engine, **dict(engine_params or {}, **({"explain": True} if explain else {})))
         query, query_source, query_path = _encode_or_load(matter, image, prompt, cache_dir)
 
         # 4. stream the frames into the writer
@@ -507,6 +514,8 @@ def matte_sequence(
             for index, matte in mattes:
                 foreground = matte.foreground if writer.needs_foreground else None
                 writer.write(index, matte.alpha, foreground=foreground)
+                if explain and matte.explain:
+                    write_explain_maps(out_dir / "explain", index, matte.explain)
                 done += 1
                 if on_progress is not None:
                     on_progress(done, total)

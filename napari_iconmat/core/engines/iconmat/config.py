@@ -14,10 +14,26 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field, replace
 
-__all__ = ["IconMattingConfig", "SD21_UNET_CONFIG", "SD21_VAE_CONFIG", "SD21_SCHEDULER_CONFIG", "SD21_MODEL_ID"]
+__all__ = [
+    "IconMattingConfig",
+    "SD21_UNET_CONFIG",
+    "SD21_VAE_CONFIG",
+    "SD21_SCHEDULER_CONFIG",
+    "SD21_MODEL_ID",
+    "SD_REQUIRED_FILES",
+]
 
 #: the Stable Diffusion 2.1 (768-v) repository the released model was trained on
 SD21_MODEL_ID = "stabilityai/stable-diffusion-2-1"
+
+#: what a Stable Diffusion folder (diffusers layout) must hold for IconMatting
+SD_REQUIRED_FILES = (
+    "unet/config.json",
+    "vae/config.json",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json",
+    "tokenizer",
+)
 
 #: ``unet/config.json`` of SD 2.1 (768-v): builds the real-size UNet without a download
 SD21_UNET_CONFIG = dict(

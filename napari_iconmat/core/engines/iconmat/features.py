@@ -25,18 +25,9 @@ from torch import nn
 from ...errors import CheckpointError
 from ...weights import resolve_pretrained
 from .attention import AttentionRecorder, install_recorder
-from .config import IconMattingConfig
+from .config import SD_REQUIRED_FILES, IconMattingConfig
 
-__all__ = ["DiffusionFeatures", "TargetFeatures", "build_feature_extractor", "SD_REQUIRED_FILES"]
-
-#: what a Stable Diffusion folder must hold for IconMatting
-SD_REQUIRED_FILES = (
-    "unet/config.json",
-    "vae/config.json",
-    "scheduler/scheduler_config.json",
-    "text_encoder/config.json",
-    "tokenizer",
-)
+__all__ = ["DiffusionFeatures", "TargetFeatures", "build_feature_extractor"]
 
 
 class _Stop(Exception):
