@@ -349,7 +349,7 @@ examples:
   iconmat train datasets/ --dataset RM1k,open-images-test --out runs/icm --steps 20000
   iconmat train datasets/ --dataset RM1k --out runs/icm --resume --steps 30000   # continue a run
   iconmat train datasets/ --dataset toy --out runs/tiny --tiny --steps 20        # smoke test, seconds
-  iconmat bench datasets/ICM57 --engines iconmat --engine-option decoder_checkpoint=runs/icm/decoder.safetensors
+  iconmat bench datasets/ICM57 --engines iconmat --engine-option decoder=runs/icm/decoder.safetensors
 
 data: DATA_ROOT/NAME.json (image name -> class, sub_class, HalfOrFull) and DATA_ROOT/NAME/image/,
 alpha/, optional trimap/ (derived from the alpha when missing) for every --dataset NAME.

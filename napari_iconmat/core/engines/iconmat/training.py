@@ -41,11 +41,12 @@ __all__ = [
     "VARIANTS",
     "TrainSummary",
     "latest_checkpoint",
+    "save_decoder",
     "train_decoder",
     "warmup_factor",
 ]
 
-#: prefix of every decoder key in a checkpoint, as in the released file
+#: prefix of every decoder key in a checkpoint, as in the released file (checkpoint.DECODER_PREFIX)
 CHECKPOINT_PREFIX = "in_context_decoder."
 #: model variants: the released in-context model, the supplement's trimap-based one
 VARIANTS = ("in-context", "trimap")
@@ -144,6 +145,23 @@ def _decoder_tensors(decoder) -> dict:
     return {CHECKPOINT_PREFIX + k: v.detach().cpu().contiguous().clone() for k, v in decoder.state_dict().items()}
 
 
+def _decoder_bytes(decoder, step: int | None = None) -> bytes:
+    from safetensors.torch import save as save_safetensors
+
+    metadata = {"format": "pt"} if step is None else {"format": "pt", "step": str(step)}
+    return save_safetensors(_decoder_tensors(decoder), metadata=metadata)
+
+
+def save_decoder(decoder, path) -> Path:
+    """Write a decoder's weights as ``.safetensors`` in the released key layout, atomically.
+
+    Every key of ``decoder.state_dict()`` (BatchNorm running statistics included)
+    is stored as ``in_context_decoder.<key>``: the engine loads the file with
+    ``--engine-option decoder=PATH`` (:func:`.checkpoint.load_decoder_weights`).
+    """
+    return atomic_write_bytes(Path(path), _decoder_bytes(decoder))
+
+
 def _state_tensors(optimizer, params) -> tuple[dict, dict]:
     """Adam state as flat tensors + the JSON-able rest (param groups, scalar entries)."""
     import torch
@@ -170,7 +188,7 @@ def _state_tensors(optimizer, params) -> tuple[dict, dict]:
 def _save_checkpoint(out: Path, step: int, decoder, optimizer, params, meta: dict, keep: int) -> Path:
     from safetensors.torch import save as save_safetensors
 
-    decoder_bytes = save_safetensors(_decoder_tensors(decoder), metadata={"format": "pt", "step": str(step)})
+    decoder_bytes = _decoder_bytes(decoder, step)
     tensors, optim_meta = _state_tensors(optimizer, params)
     metadata = {
         "format": _STATE_FORMAT,
@@ -217,16 +235,10 @@ def _read_state(folder: Path) -> tuple[dict, dict]:
 
 def _restore(folder: Path, decoder, optimizer, params) -> int:
     import torch
-    from safetensors.torch import load_file
 
-    weights = load_file(str(folder / "decoder.safetensors"))
-    own = {k[len(CHECKPOINT_PREFIX) :]: v for k, v in weights.items() if k.startswith(CHECKPOINT_PREFIX)}
-    missing, unexpected = decoder.load_state_dict(own, strict=False)
-    if missing or unexpected or len(own) != len(weights):
-        raise InputError(
-            f"{folder / 'decoder.safetensors'} does not fit this decoder "
-            f"({len(missing)} missing, {len(unexpected)} unexpected keys): resume with the settings it was trained with"
-        )
+    from .checkpoint import load_decoder_weights
+
+    load_decoder_weights(decoder, folder / "decoder.safetensors")  # strict, the engine's loader
     tensors, metadata = _read_state(folder)
     optim_meta = json.loads(metadata["optimizer"])
     state = {}
