@@ -178,11 +178,13 @@ def read_state_dict(path) -> tuple[dict, str]:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(
-                f"{path} holds Python objects that are not plain tensors and containers; it is not loaded "
-                f"(torch.load with weights_only=True refused it: {first})"
-            ) from None
+            refused = [line.strip() for line in str(exc).splitlines() if "global" in line.lower() and "unsupported" in line.lower()]
+            if refused:
+                raise CheckpointError(
+                    f"{path} holds Python objects that are not plain tensors and containers; it is not loaded "
+                    f"(torch.load with weights_only=True refused it: {refused[0].split('. Please')[0]})"
+                ) from None
+            raise CheckpointError(f"{path} is not a readable torch checkpoint (UnpicklingError)") from None
         except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
         if not isinstance(loaded, dict):

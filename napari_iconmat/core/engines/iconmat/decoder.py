@@ -141,8 +141,8 @@ class _IntraSimilarity(nn.Module):
 
     def __init__(self, tokens: int, out_channels: int) -> None:
         super().__init__()
-        self.ln = nn.LayerNorm(tokens)
         self.conv = nn.Conv2d(tokens, out_channels, 3, 1, 1, bias=False)
+        self.ln = nn.LayerNorm(tokens)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.ln(x).permute(0, 3, 1, 2)
