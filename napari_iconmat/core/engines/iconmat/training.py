@@ -86,7 +86,8 @@ class TrainSummary:
 
     ``start_step`` is where it began (0, or the resumed checkpoint's step);
     ``losses`` the total loss of each step run here; ``decoder`` the latest
-    decoder weights; ``checkpoint`` the last checkpoint folder written.
+    decoder weights; ``checkpoint`` the last checkpoint folder written;
+    ``thin_references`` how many reference masks filled no feature cell.
     """
 
     out_dir: Path
@@ -99,6 +100,7 @@ class TrainSummary:
     samples: int
     variant: str
     device: str
+    thin_references: int = 0  # references whose mask filled no feature cell (best-covered cells used)
 
     def describe(self) -> str:
         """A short paragraph for the command line."""
@@ -113,7 +115,11 @@ class TrainSummary:
         if n:
             loss = f" Loss: mean of the first {n} steps {_mean(self.losses[:n]):.4g}, of the last {n} {_mean(self.losses[-n:]):.4g}."
         where = f" Decoder: {self.decoder} (checkpoint {self.checkpoint})."
-        return head + loss + where
+        thin = ""
+        if self.thin_references:
+            thin = (f" {self.thin_references} reference mask(s) filled no feature cell completely: "
+                    "their best-covered cells were the query.")  # fmt: skip
+        return head + loss + thin + where
 
 
 def _mean(values) -> float:
@@ -461,6 +467,7 @@ def train_decoder(
 
     total = int(steps)
     losses: list[float] = []
+    thin = 0
     last_dir = checkpoint
     began = time.perf_counter()
     if on_progress is not None:
@@ -474,7 +481,10 @@ def train_decoder(
             if in_context:
                 reference = torch.from_numpy(batch["reference_image"]).to(device)
                 guidance = torch.from_numpy(batch["reference_alpha"]).to(device)
-                pred = model(reference, guidance, tensors["image"])
+                # forward() in two calls, to count thin reference masks instead of warning at every step
+                query = model.encode_reference(reference, guidance, warn=False)
+                thin += sum(bool(f) for f in query.fallback)
+                pred = model.matte(tensors["image"], query)
             else:
                 pred = model(tensors["image"], tensors["trimap"])
             terms = matting_losses(pred.float(), tensors["alpha"], tensors["trimap"], binary=torch.from_numpy(batch["binary"]))
@@ -501,6 +511,7 @@ def train_decoder(
         out_dir=out, start_step=start, steps=max(total, start), losses=tuple(losses),
         seconds=time.perf_counter() - began, decoder=decoder_file if decoder_file.is_file() else None,
         checkpoint=last_dir, samples=len(pairs), variant=settings["variant"], device=str(device),
+        thin_references=thin,
     )  # fmt: skip
 
 
