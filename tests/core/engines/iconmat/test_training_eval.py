@@ -37,7 +37,7 @@ def test_a_trained_decoder_loads_strictly_and_changes_the_engine_output(data_roo
     from napari_iconmat.core.prompt import make_prompt
 
     summary = train_decoder(
-        data_root, datasets=["toy"], out_dir=tmp_path / "run", steps=2, tiny=True,
+        data_root, datasets=["toy"], out_dir=tmp_path / "run", steps=1, tiny=True,
         model_options={"ensemble_size": 1}, batch_size=1, warmup=0, lr=1e-2,
     )  # fmt: skip
     trained = IconMattingEngine(random_init="tiny", ensemble_size=1)
