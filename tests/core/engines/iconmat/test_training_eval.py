@@ -8,6 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from safetensors.torch import load_file  # noqa: E402
+from test_iconmat_model import tiny_sd_folder  # noqa: E402, F401  (a fixture: SD in the diffusers layout, tiny)
 from test_training_data import _write_dataset  # noqa: E402  (pytest puts this folder on sys.path)
 
 from napari_iconmat.core.engines.iconmat.checkpoint import inspect_checkpoint, load_decoder_weights  # noqa: E402
@@ -68,3 +70,21 @@ def test_bench_runs_the_engine_on_a_dataset_in_the_released_layout(data_root):
     rows = [r for r in report.rows if r["method"] == "iconmat"]
     assert rows and all(r["layout"] == "icm57" for r in rows)
     assert all(np.isfinite(r["SAD"]) for r in rows)
+
+
+def test_training_on_a_stable_diffusion_folder_and_loading_the_result_with_from_pretrained(data_root, tmp_path, tiny_sd_folder):
+    """The non-tiny path: SD from a diffusers folder (--sd-model), the decoder back through from_pretrained."""
+    from napari_iconmat.core.engines.iconmat.config import IconMattingConfig
+    from napari_iconmat.core.engines.iconmat.model import InContextMatting
+
+    tiny = IconMattingConfig.tiny(ensemble_size=1)
+    widths = {k: getattr(tiny, k) for k in ("feature_channels", "attn_out_dim", "ft_out_dim", "convstream_out", "fusion_out", "head_hidden", "ensemble_size")}
+    summary = train_decoder(
+        data_root, datasets=["toy"], out_dir=tmp_path / "run", steps=2, sd_model=str(tiny_sd_folder),
+        resolution=64, model_options=widths, batch_size=1,
+    )  # fmt: skip
+    assert len(summary.losses) == 2 and all(np.isfinite(summary.losses))
+    config = IconMattingConfig(resolution=64, **widths)
+    model = InContextMatting.from_pretrained(tiny_sd_folder, summary.decoder, config=config)  # strict load
+    weights = {k[len("in_context_decoder."):]: v for k, v in load_file(str(summary.decoder)).items()}
+    assert all(torch.equal(model.decoder.state_dict()[k], v) for k, v in weights.items())
