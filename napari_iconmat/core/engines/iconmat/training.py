@@ -29,6 +29,7 @@ import math
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -473,10 +474,17 @@ def train_decoder(
     if on_progress is not None:
         on_progress(min(start, total), total)
     in_context = settings["variant"] == "in-context"
-    with open(log_path, "a", encoding="utf-8") as log:
+    def load(step: int):
+        return loader.submit(pairs.batch, step, settings["batch_size"], references=in_context)
+
+    # one loader thread reads and resizes the next batch while this one trains (batches depend on the step only)
+    with open(log_path, "a", encoding="utf-8") as log, ThreadPoolExecutor(max_workers=1) as loader:
+        pending = load(start) if start < total else None
         for step in range(start, total):
             t0 = time.perf_counter()
-            batch = pairs.batch(step, settings["batch_size"], references=in_context)
+            batch = pending.result()
+            if step + 1 < total:
+                pending = load(step + 1)
             tensors = {k: torch.from_numpy(batch[k]).to(device) for k in ("image", "alpha", "trimap")}
             if in_context:
                 reference = torch.from_numpy(batch["reference_image"]).to(device)
