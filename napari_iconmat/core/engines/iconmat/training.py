@@ -280,13 +280,11 @@ def _pick_device(device: str | None) -> str:
     return "cpu"
 
 
-def _build_model(settings: dict):
+def _model_config(settings: dict):
     from dataclasses import fields
 
     from .config import IconMattingConfig
-    from .model import InContextMatting, TrimapMatting
 
-    cls = InContextMatting if settings["variant"] == "in-context" else TrimapMatting
     changes = dict(settings["model_options"] or {})
     known = {f.name for f in fields(IconMattingConfig)} - {"sd_model", "unet_config", "vae_config", "scheduler_config"}
     unknown = sorted(set(changes) - known)
@@ -297,6 +295,13 @@ def _build_model(settings: dict):
         config = IconMattingConfig.tiny(**changes) if settings["tiny"] else IconMattingConfig(**changes)
     except (ValueError, TypeError) as exc:
         raise InputError(f"invalid model settings: {exc}") from None
+    return config
+
+
+def _build_model(settings: dict, config):
+    from .model import InContextMatting, TrimapMatting
+
+    cls = InContextMatting if settings["variant"] == "in-context" else TrimapMatting
     if settings["tiny"]:
         return cls(config)
     return cls.from_pretrained(settings["sd_model"] or config.sd_model, None, config)
@@ -446,9 +451,11 @@ def train_decoder(
     from .data import InContextPairs
     from .losses import check_loss, matting_losses
 
+    config = _model_config(settings)
+    # the data first: a bad dataset fails before Stable Diffusion is loaded
+    pairs = InContextPairs(data_root, settings["datasets"], resolution=config.resolution, seed=settings["seed"])
     torch.manual_seed(settings["seed"])
-    model = _build_model(settings)
-    pairs = InContextPairs(data_root, settings["datasets"], resolution=model.config.resolution, seed=settings["seed"])
+    model = _build_model(settings, config)
     device = _pick_device(device)
     model = model.to(device)
     model.train()
