@@ -14,6 +14,8 @@ engines     :func:`napari_iconmat.core.registry.engine_statuses`
 synth       :func:`napari_iconmat.core.synth.write_synth`
 eval        :func:`napari_iconmat.core.evaluate.evaluate_folders`
 bench       :func:`napari_iconmat.core.bench.run_bench`
+train       :func:`napari_iconmat.core.engines.iconmat.training.train_decoder`
+checkpoint  :func:`napari_iconmat.core.engines.iconmat.checkpoint.inspect_checkpoint` / ``convert_checkpoint``
 ==========  ============================================================
 """
 
@@ -176,6 +178,7 @@ def _cmd_matte(args) -> int:
             cache_dir=args.cache_dir,
             on_progress=progress,
             colour=args.colour,
+            explain=args.explain,
         )
     print(summary.describe())
     return 0
@@ -260,6 +263,42 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _model_options(values) -> dict | None:
+    """``--model-option KEY=VALUE`` pairs (parsed like ``--engine-option``)."""
+    try:
+        return _engine_options(values) or None
+    except InputError as exc:
+        raise InputError(str(exc).replace("--engine-option", "--model-option")) from None
+
+
+def _cmd_train(args) -> int:
+    from .core.engines.iconmat.training import train_decoder
+
+    with _progress(args, unit="step", desc="train") as progress:
+        summary = train_decoder(
+            args.data_root, datasets=_split_list(args.dataset), out_dir=args.out, steps=args.steps,
+            batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, timestep=args.timestep,
+            resolution=args.resolution, sd_model=args.sd_model, tiny=args.tiny, variant=args.variant,
+            seed=args.seed, model_options=_model_options(args.model_option), resume=args.resume,
+            save_every=args.save_every, keep=args.keep, device=args.device, on_progress=progress,
+        )  # fmt: skip
+    print(summary.describe())
+    return 0
+
+
+def _cmd_checkpoint(args) -> int:
+    from .core.engines.iconmat.checkpoint import convert_checkpoint, inspect_checkpoint
+
+    if args.action == "inspect":
+        report = inspect_checkpoint(args.path)
+        print(report.format())
+        return 0 if report.ok else 1
+    out, digest = convert_checkpoint(args.path, args.out)
+    print(f"Wrote {out}")
+    print(f"sha256 {digest}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -315,6 +354,30 @@ examples:
 folders: synth (frames/ alpha/ reference_mask.png), DAVIS (<seq>/frames + <seq>/masks), ICM-57 (image/ alpha/ *.json)
 """
 
+_CHECKPOINT_EXAMPLES = """\
+examples:
+  iconmat checkpoint inspect 12-0.00800-mat.pth          # exit 0 only if it loads strictly
+  iconmat checkpoint convert 12-0.00800-mat.pth ~/.cache/iconmat/iconmatting-decoder.safetensors
+
+checks the IconMatting decoder layout (89 tensors, 21,101,585 trainable parameters); files are read
+with torch.load(weights_only=True) or as safetensors
+"""
+
+
+_TRAIN_EXAMPLES = """\
+examples:
+  iconmat train datasets/ --dataset RM1k,open-images-test --out runs/icm --steps 20000
+  iconmat train datasets/ --dataset RM1k --out runs/icm --resume --steps 30000   # continue a run
+  iconmat train datasets/ --dataset toy --out runs/tiny --tiny --steps 20        # smoke test, seconds
+  iconmat bench datasets/ICM57 --engines iconmat --engine-option decoder=runs/icm/decoder.safetensors
+
+data: DATA_ROOT/NAME.json (image name -> class, sub_class, HalfOrFull) and DATA_ROOT/NAME/image/,
+alpha/, optional trimap/ (derived from the alpha when missing) for every --dataset NAME.
+out: decoder.safetensors (released key layout), checkpoints/step-N/ (decoder + optimizer, RNG,
+settings), train-log.jsonl (loss terms per step). Defaults are the released recipe: Adam, lr 4e-4,
+250 warm-up steps from 1e-6, batch 2, timestep 200, resolution 768.
+"""
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -350,6 +413,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR", help="reuse / store the encoded reference query in this folder")
     p.add_argument("--colour", choices=("straight", "premultiplied"), default="straight",
                    help="colour of rgba/prores/webm: the foreground as is, or multiplied by the alpha (default straight)")
+    p.add_argument("--explain", action="store_true", help="also write the engine's explain maps as heatmaps in DIR/explain/ (iconmat engine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_matte)
 
@@ -392,6 +456,40 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="print PASS/MISS against the project's targets; exit 1 on a miss")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
+
+    p = command("train", "Train the IconMatting decoder on datasets in the ICM-57 JSON layout (resumable).", _TRAIN_EXAMPLES)
+    p.add_argument("data_root", metavar="DATA_ROOT", help="folder holding NAME.json and NAME/ for every dataset")
+    p.add_argument("--dataset", action="append", required=True, metavar="NAME[,NAME]", help="datasets to train on, pooled")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder: checkpoints, decoder, log")
+    p.add_argument("--steps", type=_positive_int, default=20000, metavar="N", help="total optimizer steps (default 20000)")
+    p.add_argument("--batch-size", type=_positive_int, metavar="B", help="images per step (default 2)")
+    p.add_argument("--lr", type=float, metavar="LR", help="Adam learning rate after warm-up (default 4e-4)")
+    p.add_argument("--warmup", type=int, metavar="N", help="linear warm-up steps from 1e-6 x lr (default 250)")
+    p.add_argument("--timestep", type=int, metavar="T", help="diffusion timestep of the features (default 200)")
+    p.add_argument("--resolution", type=_positive_int, metavar="S", help="square input side, a multiple of 64 (default 768; --tiny 64)")
+    p.add_argument("--sd-model", metavar="PATH_OR_ID", help="Stable Diffusion 2.1 (768-v) folder or cached hub id")
+    p.add_argument("--tiny", action="store_true",
+                   help="train the tiny random UNet/VAE config instead of SD 2.1: for smoke tests and CI, not a usable model")
+    p.add_argument("--variant", choices=("in-context", "trimap"), help="in-context (default) or the trimap-based variant")
+    p.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="another model setting, repeatable (e.g. ensemble_size=1)")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the initialisation, noise and data order (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out (its settings are reused)")
+    p.add_argument("--save-every", type=_positive_int, default=500, metavar="N", help="checkpoint period in steps (default 500)")
+    p.add_argument("--keep", type=_positive_int, default=2, metavar="N", help="checkpoints kept, newest first (default 2)")
+    p.add_argument("--device", metavar="DEV", help="torch device (default cuda, else mps, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = command("checkpoint", "Inspect or convert an IconMatting decoder checkpoint.", _CHECKPOINT_EXAMPLES)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = actions.add_parser("inspect", help="report matched / missing / unexpected / wrong-shape keys (exit 1 unless it loads strictly)",
+                           description="Compare a checkpoint with the IconMatting decoder layout.")
+    a.add_argument("path", metavar="PATH", help="checkpoint (.pth, .ckpt or .safetensors)")
+    a = actions.add_parser("convert", help="write a strictly loadable checkpoint as .safetensors and print its sha256",
+                           description="Convert an IconMatting decoder checkpoint to safetensors.")
+    a.add_argument("path", metavar="PATH", help="checkpoint (.pth, .ckpt or .safetensors)")
+    a.add_argument("out", metavar="OUT.safetensors", help="output file")
+    p.set_defaults(func=_cmd_checkpoint)
     return parser
 
 
@@ -406,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        0 done; 1 ``bench --check`` missed a target; 2 bad usage or an
+        0 done; 1 ``bench --check`` missed a target or ``checkpoint inspect``
+        found a checkpoint that does not load strictly; 2 bad usage or an
         :class:`IconmatError` (one line on stderr); 130 interrupted.
     """
     parser = _build_parser()

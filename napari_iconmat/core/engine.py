@@ -56,11 +56,15 @@ class FrameMatte:
         The engine's binary object mask before matting (used as a benchmark baseline).
     foreground : (H, W, 3) ndarray of float32 in [0, 1], optional
         Un-premultiplied foreground colours, when requested.
+    explain : dict of str to (H, W) ndarray of float32, optional
+        Maps that explain the matte, by name (e.g. IconMatting's
+        ``'inter_similarity'``), from engines that make them when asked.
     """
 
     alpha: np.ndarray
     coarse: np.ndarray | None = None
     foreground: np.ndarray | None = None
+    explain: dict[str, np.ndarray] | None = None
 
 
 class Engine(ABC):

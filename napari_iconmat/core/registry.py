@@ -19,6 +19,7 @@ DEFAULT_ENGINE = "classical"
 _ENGINES: dict[str, str] = {
     "classical": "napari_iconmat.core.engines.classical:ClassicalEngine",
     "icmp": "napari_iconmat.core.engines.icmp.engine:IcmpEngine",
+    "iconmat": "napari_iconmat.core.engines.iconmat.engine:IconMattingEngine",
 }
 
 

@@ -159,8 +159,10 @@ def _difference(old: dict, new: dict) -> str:
     return "other options"
 
 
-def matte_runs(source, query, engine, runs, writer, state: RunState, reference_index, total, on_progress) -> None:
+def matte_runs(source, query, engine, runs, writer, state: RunState, reference_index, total, on_progress, on_matte=None) -> None:
     """Matte the planned chains, skipping what ``state`` says is done, writing and checkpointing each frame.
+
+    ``on_matte(index, matte)``, when given, is called with each matte written (before its checkpoint).
 
     A chain whose engine saved its track state resumes right after the last
     checkpoint, with exactly the state an uninterrupted run would have had; an
@@ -186,6 +188,8 @@ def matte_runs(source, query, engine, runs, writer, state: RunState, reference_i
                 if foreground is None and "image" in query.arrays:
                     foreground = estimate_foreground(to_rgb_float(query.arrays["image"]), matte.alpha)
             writer.write(reference_index, matte.alpha, foreground=foreground)
+            if on_matte is not None:
+                on_matte(reference_index, matte)
             state.done.add(reference_index)
             state.checkpoint(k, 0, None, True)
             report()
@@ -205,6 +209,8 @@ def matte_runs(source, query, engine, runs, writer, state: RunState, reference_i
             wrote = emit and index not in state.done
             if wrote:
                 writer.write(index, matte.alpha, foreground=matte.foreground if writer.needs_foreground else None)
+                if on_matte is not None:
+                    on_matte(index, matte)
                 state.done.add(index)
             finished = pos == len(run.indices)
             arrays = None if finished else engine.save_state(track)

@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import InputError, QueryMismatchError
+from .explain import write_explain_maps
 from .frames import check_frame
 from .io.readers import FrameSource, open_frames, read_image
 from .io.writers import FORMATS, OutputWriter
@@ -335,6 +336,7 @@ def matte_sequence(
     cache_dir=None,
     on_progress: Callable[[int, int], Any] | None = None,
     colour: str = "straight",
+    explain: bool = False,
 ) -> RunSummary:
     """Matte the object marked on one reference in every frame of ``input`` and write the alphas.
 
@@ -388,6 +390,9 @@ def matte_sequence(
     colour : {'straight', 'premultiplied'}, default 'straight'
         Colour of 'rgba', 'prores' and 'webm': the estimated foreground, or the
         foreground multiplied by the alpha (recorded in ``iconmat-run.json``).
+    explain : bool, default False
+        Also write the engine's explain maps of every frame as heatmaps,
+        ``out_dir/explain/<map>/NNNNN.png`` (engines with ``supports_explain``).
 
     Returns
     -------
@@ -453,6 +458,8 @@ def matte_sequence(
     if engine_params is not None and not isinstance(engine_params, dict):
         raise InputError(f"engine parameters must be a dict, got {type(engine_params).__name__}")
     get_engine_class(engine)  # unknown engine -> InputError naming the choices
+    if explain and not getattr(get_engine_class(engine), "supports_explain", False):
+        raise InputError(f"engine {engine!r} makes no explain maps; explain works with the iconmat engine")
     formats = _normalise_formats(formats)
     out_dir = Path(os.fspath(out_dir)).expanduser()
     _check_folder_target(out_dir, "output folder")
@@ -502,7 +509,7 @@ def matte_sequence(
             )
 
         # 3. the engine; the folder's lock; what an earlier run of this folder left
-        matter = make_engine(engine, **(engine_params or {}))
+        matter = make_engine(engine, **dict(engine_params or {}, **({"explain": True} if explain else {})))
         signature = reference_signature(image, prompt, engine=engine, version=matter.version, params=matter.params)
         identity = {
             "input": input_identity(source),
@@ -552,7 +559,12 @@ def matte_sequence(
             resumed = len(state.done)
             if on_progress is not None:
                 on_progress(resumed, total)
-            matte_runs(source, query, matter, runs, writer, state, reference_index, total, on_progress)
+            on_matte = None
+            if explain:
+                def on_matte(index, matte):
+                    if matte.explain:
+                        write_explain_maps(out_dir / "explain", index, matte.explain)
+            matte_runs(source, query, matter, runs, writer, state, reference_index, total, on_progress, on_matte=on_matte)
             state.finish()
             outputs = writer.close(release=False)
         except BaseException as exc:

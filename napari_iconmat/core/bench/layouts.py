@@ -119,6 +119,8 @@ def _icm_json(folder: Path) -> Path | None:
     if (folder / "ICM57.json").is_file():
         return folder / "ICM57.json"
     found = sorted(folder.glob("*.json"))
+    if not found and folder.with_name(folder.name + ".json").is_file():
+        return folder.with_name(folder.name + ".json")  # the released layout: datasets/ICM57.json + datasets/ICM57/
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
@@ -192,22 +194,76 @@ def _davis_cases(path: Path, label: str, max_frames: int | None) -> list[_Case]:
     return cases
 
 
-def _icm_cases(path: Path, label: str, max_frames: int | None) -> list[_Case]:
-    json_path = _icm_json(path)
+@dataclass(frozen=True)
+class IcmEntry:
+    """One image listed in an ICM-57-style JSON, with the files found for it.
+
+    ``group`` is IconMatting's group key ``'{class}-{sub_class}-{HalfOrFull}'``;
+    ``image``, ``alpha`` and ``trimap`` are None where the folder has no such file;
+    ``info`` is the image's JSON record as read.
+    """
+
+    name: str
+    group: str
+    image: Path | None
+    alpha: Path | None
+    trimap: Path | None
+    info: dict
+
+
+def read_icm_folder(folder, json_path=None) -> list[IcmEntry]:
+    """The images of an ICM-57-layout folder: ``image/``, ``alpha/``, optional ``trimap/``.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Holds ``image/<name>.jpg|png``, ``alpha/<name>.png`` and optionally
+        ``trimap/<name>.png``.
+    json_path : str or Path, optional
+        The metadata file mapping image name (with or without extension) to
+        ``{'class', 'sub_class', 'HalfOrFull', ...}``. Default: ``ICM57.json`` or
+        the single ``.json`` in ``folder``, else ``<folder>.json`` beside it.
+
+    Returns
+    -------
+    list of IcmEntry
+        In the order of the JSON file, files looked up by name stem.
+
+    Raises
+    ------
+    InputError
+        No JSON file, an unreadable one, or records without the three group fields.
+    """
+    path = Path(folder)
+    json_path = Path(json_path) if json_path is not None else _icm_json(path)
+    if json_path is None or not json_path.is_file():
+        raise InputError(f"no grouping JSON for ICM-57 folder {path}: expected {path / 'ICM57.json'} or {path}.json")
+    if not (path / "image").is_dir() or not (path / "alpha").is_dir():
+        raise InputError(f"ICM-57 folder {path} must hold image/ and alpha/ folders")
     try:
-        groups_by_name = json.loads(json_path.read_text())
+        records = json.loads(json_path.read_text())
         images = _images_by_stem(path / "image")
         alphas = _images_by_stem(path / "alpha", (".png", ".jpg", ".jpeg", ".tif", ".tiff"))
         trimaps = _images_by_stem(path / "trimap", (".png",)) if (path / "trimap").is_dir() else {}
-        keys = {}
-        for name, info in groups_by_name.items():
+        entries = []
+        for name, info in records.items():
             stem = Path(name).stem
-            if stem in images and stem in alphas:
-                keys[stem] = f"{info['class']}-{info['sub_class']}-{info['HalfOrFull']}"
+            group = f"{info['class']}-{info['sub_class']}-{info['HalfOrFull']}"
+            entries.append(IcmEntry(stem, group, images.get(stem), alphas.get(stem), trimaps.get(stem), dict(info)))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(
             f"{json_path} must map image names to {{'class', 'sub_class', 'HalfOrFull'}}: {exc!r}"
         ) from None
+    return entries
+
+
+def _icm_cases(path: Path, label: str, max_frames: int | None) -> list[_Case]:
+    json_path = _icm_json(path)
+    entries = {e.name: e for e in read_icm_folder(path, json_path) if e.image is not None and e.alpha is not None}
+    keys = {name: e.group for name, e in entries.items()}
+    images = {name: e.image for name, e in entries.items()}
+    alphas = {name: e.alpha for name, e in entries.items()}
+    trimaps = {name: e.trimap for name, e in entries.items() if e.trimap is not None}
     if not keys:
         raise InputError(f"no image of {json_path} has both image/ and alpha/ files in {path}")
     members = defaultdict(list)

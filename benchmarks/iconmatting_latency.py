@@ -1,0 +1,234 @@
+"""Per-target latency and memory of the IconMatting network, real-size architecture, random weights.
+
+Builds the SD 2.1 (768-v) UNet and VAE from their configs (no download; random
+weights time the same as the real ones) and the released decoder, then times at
+``--resolution`` (default 768) with an ensemble of ``--ensemble`` (default 4):
+
+- **uncached**: a target matted from scratch, reference pass included
+  (``model(reference, mask, target)``: what the released code does per pair);
+- **cached**: a target matted with the reference's query tokens already
+  computed (``model.matte(target, query)``: one VAE encode, one UNet pass, the decoder);
+- the reference encoding on its own, and the parts of a cached target pass
+  (VAE encode + UNet with attention recording; decoder);
+- **peak memory of a cached target pass**: on a GPU ``torch.cuda.max_memory_allocated``
+  (and the increase over the weights); on a CPU the peak resident set size
+  sampled every 5 ms during the pass, and its increase over the RSS before it.
+
+On a GPU every measurement is repeated for each ``--dtypes`` entry (default
+float32 and bfloat16 for the frozen SD part; the decoder stays float32) and the
+cached rate is also reported for ``--batch`` targets per call. Prints a markdown
+table and, with ``--json``, writes all numbers.
+
+Usage::
+
+    python benchmarks/iconmatting_latency.py --repeats 1 --threads 2     # this CPU: ~5 min, ~5 GB RSS
+    python benchmarks/iconmatting_latency.py --device cuda --repeats 20 --batch 4
+    python benchmarks/iconmatting_latency.py --config tiny --repeats 3   # seconds: checks the script
+
+This is not a test: it takes minutes on a CPU and its numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _PeakRSS:
+    """Samples the resident set size in a thread while the block runs (Linux)."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "_PeakRSS":
+        self.before = _rss_bytes()
+        self.peak = self.before
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+def _timed(fn, device, repeats: int) -> list[float]:
+    import torch
+
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure(model, device, dtype_name: str, args) -> dict:
+    """All timings for one precision; the model is already on ``device``."""
+    import torch
+
+    config = model.config
+    side = config.resolution
+    generator = torch.Generator().manual_seed(0)
+    reference = (torch.rand(1, 3, side, side, generator=generator) * 2 - 1).to(device)
+    target = (torch.rand(1, 3, side, side, generator=generator) * 2 - 1).to(device)
+    mask = torch.zeros(1, 1, side, side, device=device)
+    mask[..., side // 4 : 3 * side // 4, side // 4 : 3 * side // 4] = 1.0
+    extractor = model.feature_extractor
+    extractor.to(getattr(torch, dtype_name))
+    result = {"dtype": dtype_name}
+
+    with torch.inference_mode():
+        query = model.encode_reference(reference, mask, seed=0)
+        for _ in range(args.warmup):
+            model.matte(target, query, seed=0)
+            model(reference, mask, target, seed=0)
+        result["query_tokens"] = int(query.tokens[0].shape[0])
+        result["uncached_s"] = _timed(lambda: model(reference, mask, target, seed=0), device, args.repeats)
+        result["cached_s"] = _timed(lambda: model.matte(target, query, seed=0), device, args.repeats)
+        result["reference_s"] = _timed(lambda: model.encode_reference(reference, mask, seed=0), device, args.repeats)
+        holder = {}
+        result["features_s"] = _timed(lambda: holder.update(t=extractor.target_features(target, seed=0)), device, args.repeats)
+        feats = holder["t"]
+        features = tuple(f.float() for f in feats.features)
+        result["decoder_s"] = _timed(lambda: model.decoder(query, features, feats.attention, target.float()), device, args.repeats)
+        del holder, feats, features
+
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            model.matte(target, query, seed=0)
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+            result["peak_memory_bytes"] = peak
+            result["pass_memory_bytes"] = peak - base
+            if args.batch > 1:
+                targets = target.expand(args.batch, -1, -1, -1).contiguous()
+                batch_query = type(query)(query.tokens * args.batch, query.fallback * args.batch)
+                model.matte(targets, batch_query, seed=0)
+                times = _timed(lambda: model.matte(targets, batch_query, seed=0), device, args.repeats)
+                result["batch"] = args.batch
+                result["batched_targets_per_s"] = args.batch / statistics.median(times)
+        else:
+            with _PeakRSS() as rss:
+                model.matte(target, query, seed=0)
+            result["peak_memory_bytes"] = rss.peak
+            result["pass_memory_bytes"] = rss.peak - rss.before
+    return result
+
+
+def _fmt_s(values) -> str:
+    med = statistics.median(values)
+    return f"{med * 1000:.1f} ms" if med < 1 else f"{med:.2f} s"
+
+
+def table(results: list[dict], meta: dict) -> str:
+    lines = [
+        f"IconMatting at {meta['resolution']}x{meta['resolution']}, ensemble {meta['ensemble']}, {meta['config']} architecture "
+        f"(random weights), {meta['device_name']}, torch {meta['torch']}, {meta['threads']} threads, "
+        f"{meta['repeats']} repeat(s) (median), {meta['date']}",
+        "",
+        "| precision (SD part) | uncached target | cached target | cached / uncached | targets/s (cached) | reference encode | VAE+UNet | decoder | peak memory (target pass) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = statistics.median(r["cached_s"]) / statistics.median(r["uncached_s"])
+        rate = 1.0 / statistics.median(r["cached_s"])
+        rate_text = f"{rate:.2f}" + (f" ({r['batched_targets_per_s']:.2f} at batch {r['batch']})" if "batch" in r else "")
+        memory = f"{r['peak_memory_bytes'] / 2**30:.2f} GiB (+{r['pass_memory_bytes'] / 2**30:.2f} GiB for the pass)"
+        lines.append(
+            f"| {r['dtype']} | {_fmt_s(r['uncached_s'])} | {_fmt_s(r['cached_s'])} | {ratio:.2f} | {rate_text} | "
+            f"{_fmt_s(r['reference_s'])} | {_fmt_s(r['features_s'])} | {_fmt_s(r['decoder_s'])} | {memory} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=("sd21", "tiny"), default="sd21", help="architecture (default sd21: real size)")
+    parser.add_argument("--resolution", type=int, default=None, help="input side (default 768; 64 for tiny)")
+    parser.add_argument("--ensemble", type=int, default=4, help="noisy copies per image (default 4)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement (default 3)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 1 on GPU, 0 on CPU)")
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--dtypes", default=None, help="comma-separated precisions of the SD part (default float32 on CPU, float32,bfloat16 on GPU)")
+    parser.add_argument("--batch", type=int, default=1, help="also time BATCH targets per call (GPU only)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", type=Path, help="write the numbers as JSON")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from napari_iconmat.core.engines.iconmat.config import IconMattingConfig
+    from napari_iconmat.core.engines.iconmat.engine import _pick_device
+    from napari_iconmat.core.engines.iconmat.model import InContextMatting
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = _pick_device(args.device)
+    if args.warmup is None:
+        args.warmup = 0 if device.type == "cpu" else 1
+    dtypes = args.dtypes.split(",") if args.dtypes else (["float32"] if device.type == "cpu" else ["float32", "bfloat16"])
+    common = dict(ensemble_size=args.ensemble)
+    if args.resolution:
+        common["resolution"] = args.resolution
+    config = IconMattingConfig.random_sd21(**common) if args.config == "sd21" else IconMattingConfig.tiny(**common)
+
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    model = InContextMatting(config).eval().to(device)
+    build_s = time.perf_counter() - started
+    print(f"built the {args.config} model in {build_s:.1f} s "
+          f"({sum(p.numel() for p in model.feature_extractor.parameters()) / 1e6:.1f} M frozen, "
+          f"{sum(p.numel() for p in model.decoder.parameters()) / 1e6:.2f} M decoder parameters)", flush=True)  # fmt: skip
+
+    results = []
+    for dtype_name in dtypes:
+        print(f"measuring {dtype_name} ...", flush=True)
+        results.append(measure(model, device, dtype_name, args))
+    meta = {
+        "config": args.config,
+        "resolution": config.resolution,
+        "ensemble": config.ensemble_size,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "build_s": build_s,
+        "date": datetime.date.today().isoformat(),
+    }
+    print(table(results, meta))
+    if args.json:
+        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+        print(f"Wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
