@@ -8,11 +8,12 @@ weights time the same as the real ones) and the released decoder, then times at
   (``model(reference, mask, target)``: what the released code does per pair);
 - **cached**: a target matted with the reference's query tokens already
   computed (``model.matte(target, query)``: one VAE encode, one UNet pass, the decoder);
-- the reference encoding on its own, and the parts of a cached target pass
-  (VAE encode + UNet with attention recording; decoder);
-- **peak memory of a cached target pass**: on a GPU ``torch.cuda.max_memory_allocated``
-  (and the increase over the weights); on a CPU the peak resident set size
-  sampled every 5 ms during the pass, and its increase over the RSS before it.
+- the decoder alone and (``--parts``, default on a GPU) the reference encoding
+  and the VAE encode + UNet (with attention recording) of a target on their own;
+- **peak memory of a cached target pass**, over the cached timing runs: on a GPU
+  ``torch.cuda.max_memory_allocated`` (and the increase over the weights); on a
+  CPU the peak resident set size sampled every 5 ms, and its increase over the
+  RSS before the pass.
 
 On a GPU every measurement is repeated for each ``--dtypes`` entry (default
 float32 and bfloat16 for the frozen SD part; the decoder stays float32) and the
@@ -21,7 +22,7 @@ table and, with ``--json``, writes all numbers.
 
 Usage::
 
-    python benchmarks/iconmatting_latency.py --repeats 1 --threads 2     # this CPU: ~5 min, ~5 GB RSS
+    python benchmarks/iconmatting_latency.py --repeats 1 --threads 2     # this CPU: minutes, ~5 GB RSS
     python benchmarks/iconmatting_latency.py --device cuda --repeats 20 --batch 4
     python benchmarks/iconmatting_latency.py --config tiny --repeats 3   # seconds: checks the script
 
@@ -72,18 +73,21 @@ class _PeakRSS:
         self.peak = max(self.peak, _rss_bytes())
 
 
-def _timed(fn, device, repeats: int) -> list[float]:
+def _timed(fn, device, repeats: int, cpu_times: list | None = None) -> list[float]:
+    """Wall seconds of ``repeats`` calls; the process CPU seconds of each go to ``cpu_times``."""
     import torch
 
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - cpu_start)
     return times
 
 
@@ -104,41 +108,41 @@ def measure(model, device, dtype_name: str, args) -> dict:
 
     with torch.inference_mode():
         query = model.encode_reference(reference, mask, seed=0)
-        for _ in range(args.warmup):
+        for _ in range(args.warmup):  # the reference path was warmed up by the encoding just above
             model.matte(target, query, seed=0)
-            model(reference, mask, target, seed=0)
         result["query_tokens"] = int(query.tokens[0].shape[0])
-        result["uncached_s"] = _timed(lambda: model(reference, mask, target, seed=0), device, args.repeats)
-        result["cached_s"] = _timed(lambda: model.matte(target, query, seed=0), device, args.repeats)
-        result["reference_s"] = _timed(lambda: model.encode_reference(reference, mask, seed=0), device, args.repeats)
-        holder = {}
-        result["features_s"] = _timed(lambda: holder.update(t=extractor.target_features(target, seed=0)), device, args.repeats)
-        feats = holder["t"]
-        features = tuple(f.float() for f in feats.features)
-        result["decoder_s"] = _timed(lambda: model.decoder(query, features, feats.attention, target.float()), device, args.repeats)
-        del holder, feats, features
-
+        result["uncached_cpu_s"], result["cached_cpu_s"] = [], []
+        result["uncached_s"] = _timed(lambda: model(reference, mask, target, seed=0), device, args.repeats, result["uncached_cpu_s"])
+        # the cached timing runs double as the memory measurement of a target pass
         if device.type == "cuda":
             torch.cuda.empty_cache()
             base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
-            model.matte(target, query, seed=0)
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated()
-            result["peak_memory_bytes"] = peak
-            result["pass_memory_bytes"] = peak - base
-            if args.batch > 1:
-                targets = target.expand(args.batch, -1, -1, -1).contiguous()
-                batch_query = type(query)(query.tokens * args.batch, query.fallback * args.batch)
-                model.matte(targets, batch_query, seed=0)
-                times = _timed(lambda: model.matte(targets, batch_query, seed=0), device, args.repeats)
-                result["batch"] = args.batch
-                result["batched_targets_per_s"] = args.batch / statistics.median(times)
+            result["cached_s"] = _timed(lambda: model.matte(target, query, seed=0), device, args.repeats, result["cached_cpu_s"])
+            result["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+            result["pass_memory_bytes"] = result["peak_memory_bytes"] - base
         else:
             with _PeakRSS() as rss:
-                model.matte(target, query, seed=0)
+                result["cached_s"] = _timed(lambda: model.matte(target, query, seed=0), device, args.repeats, result["cached_cpu_s"])
             result["peak_memory_bytes"] = rss.peak
             result["pass_memory_bytes"] = rss.peak - rss.before
+        holder = {}
+        if args.parts:
+            result["reference_s"] = _timed(lambda: model.encode_reference(reference, mask, seed=0), device, args.repeats)
+            result["features_s"] = _timed(lambda: holder.update(t=extractor.target_features(target, seed=0)), device, args.repeats)
+        else:
+            holder["t"] = extractor.target_features(target, seed=0)
+        feats = holder.pop("t")
+        features = tuple(f.float() for f in feats.features)
+        result["decoder_s"] = _timed(lambda: model.decoder(query, features, feats.attention, target.float()), device, args.repeats)
+        del feats, features
+        if device.type == "cuda" and args.batch > 1:
+            targets = target.expand(args.batch, -1, -1, -1).contiguous()
+            batch_query = type(query)(query.tokens * args.batch, query.fallback * args.batch)
+            model.matte(targets, batch_query, seed=0)
+            times = _timed(lambda: model.matte(targets, batch_query, seed=0), device, args.repeats)
+            result["batch"] = args.batch
+            result["batched_targets_per_s"] = args.batch / statistics.median(times)
     return result
 
 
@@ -156,15 +160,24 @@ def table(results: list[dict], meta: dict) -> str:
         "| precision (SD part) | uncached target | cached target | cached / uncached | targets/s (cached) | reference encode | VAE+UNet | decoder | peak memory (target pass) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    cpu_rows = []
     for r in results:
         ratio = statistics.median(r["cached_s"]) / statistics.median(r["uncached_s"])
+        cpu_ratio = statistics.median(r["cached_cpu_s"]) / statistics.median(r["uncached_cpu_s"])
+        cpu_rows.append(
+            f"process CPU time ({r['dtype']}): uncached {statistics.median(r['uncached_cpu_s']):.1f} s, "
+            f"cached {statistics.median(r['cached_cpu_s']):.1f} s, cached / uncached {cpu_ratio:.2f}"
+        )
         rate = 1.0 / statistics.median(r["cached_s"])
         rate_text = f"{rate:.2f}" + (f" ({r['batched_targets_per_s']:.2f} at batch {r['batch']})" if "batch" in r else "")
         memory = f"{r['peak_memory_bytes'] / 2**30:.2f} GiB (+{r['pass_memory_bytes'] / 2**30:.2f} GiB for the pass)"
+        parts = [_fmt_s(r[k]) if k in r else "–" for k in ("reference_s", "features_s", "decoder_s")]
         lines.append(
             f"| {r['dtype']} | {_fmt_s(r['uncached_s'])} | {_fmt_s(r['cached_s'])} | {ratio:.2f} | {rate_text} | "
-            f"{_fmt_s(r['reference_s'])} | {_fmt_s(r['features_s'])} | {_fmt_s(r['decoder_s'])} | {memory} |"
+            f"{' | '.join(parts)} | {memory} |"
         )
+    if meta["device"] == "cpu":  # wall time depends on what else runs; CPU time much less
+        lines += ["", *cpu_rows]
     return "\n".join(lines)
 
 
@@ -174,11 +187,13 @@ def main(argv=None) -> int:
     parser.add_argument("--resolution", type=int, default=None, help="input side (default 768; 64 for tiny)")
     parser.add_argument("--ensemble", type=int, default=4, help="noisy copies per image (default 4)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement (default 3)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 1 on GPU, 0 on CPU)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed target passes first (default 1)")
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
     parser.add_argument("--dtypes", default=None, help="comma-separated precisions of the SD part (default float32 on CPU, float32,bfloat16 on GPU)")
     parser.add_argument("--batch", type=int, default=1, help="also time BATCH targets per call (GPU only)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--parts", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time the reference encoding and the VAE+UNet part alone (default: on GPU only)")
     parser.add_argument("--json", type=Path, help="write the numbers as JSON")
     args = parser.parse_args(argv)
 
@@ -191,8 +206,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _pick_device(args.device)
-    if args.warmup is None:
-        args.warmup = 0 if device.type == "cpu" else 1
+    if args.parts is None:
+        args.parts = device.type != "cpu"
     dtypes = args.dtypes.split(",") if args.dtypes else (["float32"] if device.type == "cpu" else ["float32", "bfloat16"])
     common = dict(ensemble_size=args.ensemble)
     if args.resolution:

@@ -151,6 +151,7 @@ class IconMattingEngine(Engine):
 
         from .checkpoint import load_decoder_weights, sha256_file
         from .config import IconMattingConfig
+        from .decoder import InContextDecoder
         from .model import InContextMatting
 
         self._device = _pick_device(str(device))
@@ -172,8 +173,10 @@ class IconMattingEngine(Engine):
                     "fix the resolution; only a decoder trained at this resolution loads",
                     stacklevel=2,
                 )
+            decoder_net = InContextDecoder(config)
+            load_decoder_weights(decoder_net, decoder_path)  # before SD: a bad checkpoint fails in a second
             model = InContextMatting.from_pretrained(sd_model, None, config)
-            load_decoder_weights(model.decoder, decoder_path)
+            model.decoder = decoder_net
             decoder_id = sha256_file(decoder_path)
         model.eval().to(self._device)
         if dtype != "float32":

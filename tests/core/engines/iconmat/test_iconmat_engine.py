@@ -184,3 +184,14 @@ def test_cli_explain_with_an_engine_without_maps(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no explain maps" in err[0]
+
+
+def test_a_bad_decoder_fails_before_sd_is_loaded(tmp_path):
+    import torch
+
+    from napari_iconmat.core.errors import CheckpointError
+
+    bad = tmp_path / "bad.pth"
+    torch.save({"state_dict": {"in_context_decoder.x": torch.zeros(1)}}, bad)
+    with pytest.raises(CheckpointError, match="does not fit the IconMatting decoder: 89 missing"):
+        make_engine("iconmat", decoder=str(bad), sd_model=str(tmp_path / "no-sd-here"))
