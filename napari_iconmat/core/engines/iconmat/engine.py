@@ -164,6 +164,10 @@ class IconMattingEngine(Engine):
                 torch.manual_seed(seed)
                 model = InContextMatting(config)
             decoder_id = f"random:{random_init}:{seed}"
+            if decoder is not None:  # e.g. a decoder trained with `iconmat train --tiny`
+                decoder_path = find_decoder_checkpoint(decoder)
+                load_decoder_weights(model.decoder, decoder_path)
+                decoder_id = sha256_file(decoder_path)
         else:
             decoder_path = find_decoder_checkpoint(decoder)
             config = IconMattingConfig(sd_model=str(sd_model), **common)

@@ -42,10 +42,12 @@ def test_a_trained_decoder_loads_strictly_and_changes_the_engine_output(data_roo
         data_root, datasets=["toy"], out_dir=tmp_path / "run", steps=1, tiny=True,
         model_options={"ensemble_size": 1}, batch_size=1, warmup=0, lr=1e-2,
     )  # fmt: skip
-    trained = IconMattingEngine(random_init="tiny", ensemble_size=1)
-    untrained = IconMattingEngine(random_init="tiny", ensemble_size=1)
-    report = load_decoder_weights(trained.model.decoder, summary.decoder)  # the engine's strict loader
+    report = load_decoder_weights(IconMattingEngine(random_init="tiny").model.decoder, summary.decoder)
     assert report.ok and not report.missing and not report.unexpected
+    # as `iconmat bench ... --engine-option random_init=tiny --engine-option decoder=PATH` builds it
+    trained = IconMattingEngine(random_init="tiny", ensemble_size=1, decoder=str(summary.decoder))
+    untrained = IconMattingEngine(random_init="tiny", ensemble_size=1)
+    assert trained.params["decoder"] != untrained.params["decoder"]
     image = read_image(data_root / "toy" / "image" / "a_00.jpg")
     mask = read_image(data_root / "toy" / "alpha" / "a_01.png") > 127
     target = read_image(data_root / "toy" / "image" / "a_01.jpg")
