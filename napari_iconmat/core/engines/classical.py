@@ -226,7 +226,8 @@ class ClassicalEngine(Engine):
     margin : float
         Distance (fraction of sqrt(object area)) beyond the carried object at which growth is penalised.
     wide_band : float
-        Widest unknown band, as a fraction of sqrt(object area), where the alpha has not settled.
+        Widest unknown band, as a fraction of sqrt(object area), where the alpha has not settled
+        (at most 32 px, which bounds the matting cost on large objects).
     max_growth : float
         Largest plausible area growth from one frame to the next (0 = no limit).
     reference_veto : float
@@ -259,11 +260,11 @@ class ClassicalEngine(Engine):
         local_window: float = 0.08,
         margin: float = 0.15,
         wide_band: float = 0.2,
+        thin_relief: float = 0.3,
         max_growth: float = 1.25,
         solver_iterations: int = 120,
         solver_tolerance: float = 3e-3,
         reference_veto: float = 2.5,
-        thin_relief: float = 0.3,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -277,11 +278,11 @@ class ClassicalEngine(Engine):
             local_window=float(local_window),
             margin=float(margin),
             wide_band=float(wide_band),
+            thin_relief=float(thin_relief),
             max_growth=float(max_growth),
             solver_iterations=int(solver_iterations),
             solver_tolerance=float(solver_tolerance),
             reference_veto=float(reference_veto),
-            thin_relief=float(thin_relief),
         )
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._sift = cv2.SIFT_create(nfeatures=1500)
@@ -548,7 +549,7 @@ class ClassicalEngine(Engine):
 
     def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True) -> np.ndarray:
         width = band_width(mask, fraction=self._params["band"])
-        wide = max(3 * width, band_width(mask, fraction=self._params["wide_band"], maximum=48))
+        wide = max(3 * width, band_width(mask, fraction=self._params["wide_band"], maximum=32))
         trimap = trimap_from_mask(mask, width=width, uncertainty=uncertainty, wide_width=3 * width)
         prior = prior_weight = None
         if guess is not None and confidence is not None and self._params["temporal"] > 0:
