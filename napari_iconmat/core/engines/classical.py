@@ -15,7 +15,9 @@ Per frame, in three steps:
    appearance is used.
 2. **Coarse mask:** the carried alpha and the colour log-odds are fused into
    per-pixel log-odds and cut with a contrast-sensitive graph cut (PyMaxflow)
-   at a reduced working size; stray components are dropped.
+   at a reduced working size; stray components are dropped. The graph cut's
+   smoothness is relaxed on thin parts of the carried mask (antennae, legs),
+   which it would otherwise erase.
 3. **Matte:** an unknown band around the mask (wider where the fused evidence is
    uncertain) is solved with closed-form matting at full resolution, warm-started
    from and gently pulled towards the carried alpha where nothing moved, which
@@ -115,16 +117,34 @@ def _local_colour_log_odds(state, flow: np.ndarray, lab: np.ndarray, carried: np
     return np.where(valid, np.clip(score_fg - score_bg, -6.0, 6.0), 0.0).astype(np.float32)
 
 
-def _graph_cut(rgb: np.ndarray, log_odds: np.ndarray, smoothness: float) -> np.ndarray:
-    """Binary labelling minimising unary log-odds + contrast-sensitive Potts (4-neighbours)."""
+def _thin_relief(inside: np.ndarray, factor: float) -> np.ndarray:
+    """Per-pixel smoothness factor: ``factor`` on and around thin parts of a mask, 1 elsewhere.
+
+    Thin parts (what a 5 x 5 opening removes: antennae, legs, strands) are where the
+    graph cut's boundary cost outweighs any unary evidence and erases them; a lower
+    pairwise weight there lets the carried evidence keep them.
+    """
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    mask_u8 = inside.astype(np.uint8)
+    thin = mask_u8 & (1 - cv2.morphologyEx(mask_u8, cv2.MORPH_OPEN, disk))
+    near = cv2.dilate(thin, disk) > 0
+    return np.where(near, factor, 1.0).astype(np.float32)
+
+
+def _graph_cut(rgb: np.ndarray, log_odds: np.ndarray, smoothness) -> np.ndarray:
+    """Binary labelling minimising unary log-odds + contrast-sensitive Potts (4-neighbours).
+
+    ``smoothness`` is a float or an (H, W) map of per-pixel pairwise weights.
+    """
     h, w = log_odds.shape
+    smoothness = np.broadcast_to(np.asarray(smoothness, np.float64), (h, w))
     right = np.sum((rgb[:, 1:] - rgb[:, :-1]) ** 2, axis=2)
     down = np.sum((rgb[1:, :] - rgb[:-1, :]) ** 2, axis=2)
     beta = 1.0 / (2.0 * max(float(np.mean(np.concatenate([right.ravel(), down.ravel()]))), 1e-6))
     w_right = np.zeros((h, w), np.float64)
     w_down = np.zeros((h, w), np.float64)
-    w_right[:, :-1] = smoothness * np.exp(-beta * right)
-    w_down[:-1, :] = smoothness * np.exp(-beta * down)
+    w_right[:, :-1] = np.minimum(smoothness[:, :-1], smoothness[:, 1:]) * np.exp(-beta * right)
+    w_down[:-1, :] = np.minimum(smoothness[:-1], smoothness[1:]) * np.exp(-beta * down)
     graph = maxflow.Graph[float]()
     nodes = graph.add_grid_nodes((h, w))
     graph.add_grid_edges(nodes, weights=w_right, structure=np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]]), symmetric=True)
@@ -209,9 +229,16 @@ class ClassicalEngine(Engine):
     margin : float
         Distance (fraction of sqrt(object area)) beyond the carried object at which growth is penalised.
     wide_band : float
-        Widest unknown band, as a fraction of sqrt(object area), where the alpha has not settled.
+        Widest unknown band, as a fraction of sqrt(object area), where the alpha has not settled
+        (at most 32 px, which bounds the matting cost on large objects).
     max_growth : float
         Largest plausible area growth from one frame to the next (0 = no limit).
+    reference_veto : float
+        Weight of the reference colour model's background evidence, which keeps the adapted
+        model from learning a leak; it is lifted where the flow confidently carries the object.
+    thin_relief : float
+        Factor (0..1) on the graph-cut smoothness on and around thin parts of the carried
+        mask (1 = off).
     solver_iterations, solver_tolerance
         Conjugate-gradient budget of the matting solve. The solve starts from the carried
         alpha; a bounded number of steps (rather than full convergence) keeps the alpha
@@ -240,7 +267,8 @@ class ClassicalEngine(Engine):
         local_weight: float = 1.0,
         local_window: float = 0.08,
         margin: float = 0.15,
-        wide_band: float = 0.12,
+        wide_band: float = 0.2,
+        thin_relief: float = 0.3,
         max_growth: float = 1.25,
         solver_iterations: int = 120,
         solver_tolerance: float = 3e-3,
@@ -260,6 +288,7 @@ class ClassicalEngine(Engine):
             local_window=float(local_window),
             margin=float(margin),
             wide_band=float(wide_band),
+            thin_relief=float(thin_relief),
             max_growth=float(max_growth),
             solver_iterations=int(solver_iterations),
             solver_tolerance=float(solver_tolerance),
@@ -362,13 +391,19 @@ class ClassicalEngine(Engine):
         log_odds = p["colour_weight"] * model.log_odds(bins)
         if neighbour and p["reference_veto"] > 0:
             # the adapted model can learn a leak; colours the reference calls background cannot
-            log_odds += p["reference_veto"] * np.minimum(self._model(query).log_odds(bins), 0.0)
+            veto = p["reference_veto"] * np.minimum(self._model(query).log_odds(bins), 0.0)
+            # ... but a leak is growth: where the flow confidently carries the object, trust the flow
+            # (object parts the reference saw in background colours: eyes, windows, lit fur)
+            log_odds += veto * (1.0 - confidence * np.clip(carried, 0.0, 1.0))
         if local is not None:
             log_odds = log_odds + p["local_weight"] * local
         if carried is not None:
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
             log_odds -= self._distance_penalty(carried, p["margin"])
-        mask_small = _graph_cut(small, log_odds, p["smoothness"])
+        smoothness = p["smoothness"]
+        if carried is not None and p["thin_relief"] < 1:
+            smoothness = smoothness * _thin_relief(carried > 0.5, p["thin_relief"])
+        mask_small = _graph_cut(small, log_odds, smoothness)
         if not neighbour:
             # no temporal anchor: a region far larger than the reference object is mostly
             # look-alike background, so demand stronger evidence until the size is plausible
@@ -381,7 +416,7 @@ class ClassicalEngine(Engine):
                 if mask_small.sum() <= limit:
                     break
                 log_odds = log_odds - 1.0 * (carried < 0.5 if carried is not None else 1.0)
-                mask_small = _graph_cut(small, log_odds, p["smoothness"])
+                mask_small = _graph_cut(small, log_odds, smoothness)
         support = (carried > 0.5) if carried is not None else (log_odds > 0)
         if mask_small.any():
             # without a temporal neighbour, stray look-alike blobs are common: keep dominant components only
@@ -547,7 +582,7 @@ class ClassicalEngine(Engine):
 
     def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True) -> np.ndarray:
         width = band_width(mask, fraction=self._params["band"])
-        wide = max(3 * width, band_width(mask, fraction=self._params["wide_band"], maximum=48))
+        wide = max(3 * width, band_width(mask, fraction=self._params["wide_band"], maximum=32))
         trimap = trimap_from_mask(mask, width=width, uncertainty=uncertainty, wide_width=3 * width)
         prior = prior_weight = None
         if guess is not None and confidence is not None and self._params["temporal"] > 0:

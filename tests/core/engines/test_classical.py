@@ -93,3 +93,52 @@ def test_a_frame_of_another_size_in_a_sequence_is_matted_without_its_neighbour(v
     results = dict(propagate(frames, query, engine, reference_index=0))
     assert results[2].alpha.shape == (96, 160)
     assert results[3].alpha.shape == video[3].alpha.shape
+
+
+def test_thin_relief_lowers_smoothness_on_thin_parts_only():
+    from napari_iconmat.core.engines.classical import _thin_relief
+
+    mask = np.zeros((60, 60), bool)
+    mask[10:40, 10:40] = True  # a thick body
+    mask[20:22, 40:58] = True  # a 2 px antenna
+    relief = _thin_relief(mask, 0.3)
+    assert relief[21, 50] == pytest.approx(0.3)
+    assert relief[25, 25] == 1.0  # deep inside the body
+    assert relief[50, 50] == 1.0  # far outside
+
+
+def test_graph_cut_keeps_a_thin_line_where_smoothness_is_relieved():
+    from napari_iconmat.core.engines.classical import _graph_cut, _thin_relief
+
+    rgb = np.full((40, 40, 3), 0.5, np.float32)
+    line = np.zeros((40, 40), bool)
+    line[5:35, 20] = True
+    log_odds = np.where(line, 2.0, -2.0).astype(np.float32)
+    # a 1 px line pays 2 boundary edges per pixel: 2 x 3 outweighs its unary gain of 4 ...
+    assert not _graph_cut(rgb, log_odds, 3.0)[line].any()
+    # ... 2 x 0.9 does not
+    assert _graph_cut(rgb, log_odds, 3.0 * _thin_relief(line, 0.3))[line].all()
+
+
+def test_a_part_in_reference_background_colours_survives_where_the_flow_carries_it():
+    """An object with a patch in the background's colour (an eye, a window) keeps it while it moves."""
+    rng = np.random.default_rng(1)
+    background = np.clip(rng.normal([60, 80, 160], 12, (120, 200, 3)), 0, 255)
+    frames, masks = [], []
+    for t in range(5):
+        image = background.copy()
+        mask = np.zeros((120, 200), bool)
+        x = 50 + 3 * t
+        mask[30:90, x : x + 60] = True
+        image[mask] = np.clip(rng.normal([200, 60, 50], 12, (int(mask.sum()), 3)), 0, 255)
+        # a 12 x 12 patch of background colour inside the object, textured so the flow can follow it
+        image[50:62, x + 20 : x + 32] = np.clip(rng.normal([60, 80, 160], 12, (12, 12, 3)), 0, 255)
+        frames.append(image.astype(np.uint8))
+        masks.append(mask)
+    engine = make_engine("classical")
+    query = engine.encode_reference(frames[0], make_prompt(masks[0]))
+    results = dict(propagate(frames, query, engine, reference_index=0))
+    for t in range(1, 5):
+        x = 50 + 3 * t
+        assert results[t].alpha[52:60, x + 22 : x + 30].mean() > 0.5, t
+        assert iou(results[t].alpha, masks[t]) > 0.9
