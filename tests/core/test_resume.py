@@ -306,8 +306,8 @@ def test_sigint_to_the_cli_says_what_is_kept(sample, tmp_path):
         time.sleep(0.002)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
-    if process.returncode == 0:
-        pytest.skip("the run finished before the interrupt arrived")
+    if process.returncode == 0 or _record(out).get("complete") is True:
+        pytest.skip("the run finished before the interrupt arrived")  # a loaded machine can be that slow to signal
     assert process.returncode == 130
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
