@@ -35,23 +35,14 @@ from .core.keyframes import Keyframes, QueryCache, matte_keyframes
 from .core.prompt import PROMPT_KINDS, make_prompt
 from .core.propagate import DIRECTIONS, parse_range
 from .core.registry import engine_names, engine_statuses, make_engine
+from .core.registry import parse_engine_options as _parse_options
 
 __all__ = ["MattingWidget", "parse_engine_options"]
 
 
 def parse_engine_options(text: str) -> dict:
     """``'working_size=160 band=0.02'`` -> ``{'working_size': 160, 'band': 0.02}`` (values JSON when they parse)."""
-    params = {}
-    for item in (text or "").replace(",", " ").split():
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier():
-            raise InputError(f"engine options are KEY=VALUE pairs (e.g. working_size=480), got {item!r}")
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
-    return params
+    return _parse_options((text or "").replace(",", " ").split())
 
 
 @dataclass

@@ -122,21 +122,11 @@ def _split_list(values) -> list[str]:
     return [item.strip() for value in values or () for item in value.split(",") if item.strip()]
 
 
-def _engine_options(values) -> dict:
+def _engine_options(values, what: str = "--engine-option values") -> dict:
     """``--engine-option KEY=VALUE`` pairs as engine keyword arguments (values parsed as JSON when they are)."""
-    import json
+    from .core.registry import parse_engine_options
 
-    params = {}
-    for item in values or ():
-        key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier():
-            raise InputError(f"--engine-option expects KEY=VALUE (e.g. working_size=480), got {item!r}")
-        try:
-            params[key] = json.loads(text)
-        except ValueError:
-            params[key] = text
-    return params
+    return parse_engine_options(values, what=what)
 
 
 def _bench_engine_options(values, engines) -> dict | None:
@@ -265,10 +255,7 @@ def _cmd_bench(args) -> int:
 
 def _model_options(values) -> dict | None:
     """``--model-option KEY=VALUE`` pairs (parsed like ``--engine-option``)."""
-    try:
-        return _engine_options(values) or None
-    except InputError as exc:
-        raise InputError(str(exc).replace("--engine-option", "--model-option")) from None
+    return _engine_options(values, what="--model-option values") or None
 
 
 def _cmd_train(args) -> int:

@@ -11,7 +11,7 @@ import importlib
 from .engine import Engine, EngineStatus
 from .errors import InputError
 
-__all__ = ["DEFAULT_ENGINE", "engine_names", "get_engine_class", "make_engine", "engine_statuses"]
+__all__ = ["DEFAULT_ENGINE", "engine_names", "parse_engine_options", "get_engine_class", "make_engine", "engine_statuses"]
 
 DEFAULT_ENGINE = "classical"
 
@@ -66,3 +66,24 @@ def engine_statuses() -> dict[str, EngineStatus]:
         except ImportError as exc:
             out[name] = EngineStatus(False, "a Python package", f"import failed: {exc}")
     return out
+
+
+def parse_engine_options(items, *, what: str = "engine options") -> dict:
+    """``KEY=VALUE`` strings as engine keyword arguments; values are parsed as JSON when they are.
+
+    >>> parse_engine_options(["working_size=480", "refiner=vitmatte", "temporal=0.5"])
+    {'working_size': 480, 'refiner': 'vitmatte', 'temporal': 0.5}
+    """
+    import json
+
+    params = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise InputError(f"{what} are KEY=VALUE pairs (e.g. working_size=480), got {item!r}")
+        try:
+            params[key] = json.loads(text)
+        except ValueError:
+            params[key] = text
+    return params
