@@ -145,21 +145,30 @@ def expand_inputs(inputs: Sequence[Any]) -> list[str]:
 def input_dirs(inputs: Sequence[str], out_dir) -> list[Path]:
     """The output folder of each input: ``out_dir`` for a single input, else ``out_dir/<name>``.
 
-    ``<name>`` is the file name without its extension (a folder's name).
-    Raises InputError when two inputs would share a folder.
+    ``<name>`` is the input's name without its extension (``clips/a.mp4`` ->
+    ``a``); when two inputs share a name, each uses its path below the inputs'
+    common folder with ``/`` replaced by ``-`` (``x/frames``, ``y/frames`` ->
+    ``x-frames``, ``y-frames``). Raises InputError when two inputs would still
+    share a folder.
     """
     out_dir = Path(os.fspath(out_dir)).expanduser()
     if len(inputs) == 1:
         return [out_dir]
-    dirs, seen = [], {}
-    for path in inputs:
-        p = Path(path)
-        name = p.name if p.is_dir() else p.stem
+    paths = [Path(os.path.abspath(p)) for p in inputs]
+
+    def short(p: Path) -> str:
+        return p.name if p.is_dir() else p.stem
+
+    names = [short(p) for p in paths]
+    if len(set(names)) < len(names):
+        common = Path(os.path.commonpath([str(p) for p in paths]))
+        names = ["-".join((*p.parent.relative_to(common).parts, short(p))) for p in paths]
+    seen: dict[str, str] = {}
+    for name, path in zip(names, inputs):
         if name in seen:
             raise InputError(f"inputs {seen[name]} and {path} would both write to {out_dir / name}: rename one")
         seen[name] = path
-        dirs.append(out_dir / name)
-    return dirs
+    return [out_dir / name for name in names]
 
 
 @contextmanager
