@@ -222,6 +222,7 @@ def matte_inputs(
     client: Any = None,
     on_progress: Callable[[int, int, dict], Any] | None = None,
     batch: int | None = None,
+    connect_timeout: float = 60,
     **options: Any,
 ) -> list[InputResult]:
     """Matte several inputs with one reference as one job, here or on Dask workers.
@@ -246,6 +247,8 @@ def matte_inputs(
     batch : int, optional
         Images per task of a collection; None picks
         ``ceil(images / (4 * workers))``, at most 32.
+    connect_timeout : float, default 60
+        Seconds to wait for the scheduler (or the local cluster) to answer.
     **options
         Passed to :func:`matte_sequence` (``mask``, ``reference_frame`` or
         ``reference_image``, ``engine``, ``engine_params``, ``formats`` ...).
@@ -287,7 +290,7 @@ def matte_inputs(
 
     if client is not None:
         return _run_on(client, paths, dirs, one, options, batch)
-    with connect(workers, scheduler) as own:
+    with connect(workers, scheduler, timeout=connect_timeout) as own:
         return _run_on(own, paths, dirs, one, options, batch)
 
 
