@@ -14,7 +14,9 @@ reported on its own), and the three ways run interleaved, ``--rounds`` times
 in a rotating order, so that a change in the machine's load hits all three
 alike. Each run writes into a fresh folder. Reported: the median time of each
 way, the speed-up dask-1 / dask-2, the overhead dask-1 / plain - 1, each also
-per round, and the load average before and after (the machine may be shared).
+per round, the CPU time each way used (this process plus the workers; it does
+not depend on other jobs' load the way wall time does) and the load average
+before and after (the machine may be shared).
 
 Every process does its work on one thread (OpenCV, OpenMP and BLAS pinned to
 1), so the comparison is of processes, as on a cluster of single-core workers.
@@ -38,6 +40,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMB
 import argparse
 import json
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
@@ -50,6 +53,12 @@ import cv2
 
 def _pin_threads() -> None:
     cv2.setNumThreads(1)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -91,20 +100,26 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         return out
 
+    cpu: dict[str, list[float]] = {}
+
     def plain() -> float:
         out = fresh()
-        t0 = time.perf_counter()
+        c0, t0 = _cpu_seconds(), time.perf_counter()
         matte_sequence(sample / "frames", out_dir=out, **options)
         seconds = time.perf_counter() - t0
+        cpu.setdefault("plain", []).append(_cpu_seconds() - c0)
         shutil.rmtree(out)
         return seconds
 
     def dask(n: int, batch=None):
         def run() -> float:
             out = fresh()
-            t0 = time.perf_counter()
+            w0 = sum(clients[n].run(_cpu_seconds).values())
+            c0, t0 = _cpu_seconds(), time.perf_counter()
             (result,) = matte_inputs([sample / "frames"], out_dir=out, client=clients[n], batch=batch, **options)
             seconds = time.perf_counter() - t0
+            used = _cpu_seconds() - c0 + sum(clients[n].run(_cpu_seconds).values()) - w0
+            cpu.setdefault(f"dask-{n}" + (f" batch {batch}" if batch else ""), []).append(used)
             assert result.error is None, result.error
             shutil.rmtree(out)
             return seconds
@@ -147,6 +162,8 @@ def main() -> None:
         "speedup_per_round": speedups,
         "overhead_dask1_vs_plain": median["dask-1"] / median["plain"] - 1,
         "overhead_per_round": overheads,
+        "median_cpu_seconds": {name: statistics.median(v) for name, v in cpu.items()},
+        "cpu_overhead_dask1_vs_plain": statistics.median(cpu["dask-1"]) / statistics.median(cpu["plain"]) - 1,
         "overhead_with_startup": (median["dask-1"] + startup[1]) / median["plain"] - 1,
         "load_average_before": load_before,
         "load_average_after": load_after,
@@ -156,16 +173,17 @@ def main() -> None:
           f"{report['machine']}, {report['date']}; load average (1/5/15 min) before "
           f"{'/'.join(f'{v:.1f}' for v in load_before)}, after {'/'.join(f'{v:.1f}' for v in load_after)}")  # fmt: skip
     print()
-    print("| way | median time | frames/s |")
-    print("|---|---|---|")
+    print("| way | median wall time | frames/s | median CPU time (driver + workers) |")
+    print("|---|---|---|---|")
     for name, seconds in median.items():
-        print(f"| {name} | {seconds:.2f} s | {args.frames / seconds:.1f} |")
+        print(f"| {name} | {seconds:.2f} s | {args.frames / seconds:.1f} | {report['median_cpu_seconds'][name]:.2f} s |")
     print()
     print(f"speed-up 1 -> 2 workers: {report['speedup_1_to_2_workers']:.2f}x "
           f"(per round {', '.join(f'{v:.2f}' for v in speedups)}; target >= 1.6)")  # fmt: skip
     print(f"overhead dask-1 vs plain: {100 * report['overhead_dask1_vs_plain']:+.1f}% "
           f"(per round {', '.join(f'{100 * v:+.1f}%' for v in overheads)}; target <= 10%); "
-          f"with the cluster start-up ({startup[1]:.1f} s): {100 * report['overhead_with_startup']:+.1f}%")  # fmt: skip
+          f"with the cluster start-up ({startup[1]:.1f} s): {100 * report['overhead_with_startup']:+.1f}%; "
+          f"in CPU time: {100 * report['cpu_overhead_dask1_vs_plain']:+.1f}%")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 

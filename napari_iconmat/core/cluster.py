@@ -49,6 +49,8 @@ __all__ = ["InputResult", "JobProgress", "connect", "expand_inputs", "input_dirs
 SEGMENT_FRAMES = 16
 #: at most this many images per collection task
 MAX_BATCH = 32
+#: a collection is cut into about this many tasks per worker
+TASKS_PER_WORKER = 16
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -230,6 +232,8 @@ def local_cluster(workers: int):
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # no dashboard, and the scheduler's small HTTP server on a free port (8787 may be taken)
+            scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
             silence_logs=logging.ERROR,
         )
 
@@ -267,7 +271,10 @@ def matte_inputs(
         ``on_progress(done, total, status)`` for the whole job (see :class:`JobProgress`).
     batch : int, optional
         Images per task of a collection; None picks
-        ``ceil(images / (4 * workers))``, at most 32.
+        ``ceil(images / (16 * workers))``, at most 32: small enough that a
+        worker slowed by other jobs does not hold up the end of the run, large
+        enough that the ~4 ms of CPU a task costs stays near 1% (measured with
+        ``benchmarks/dask_scaling.py``).
     connect_timeout : float, default 60
         Seconds to wait for the scheduler (or the local cluster) to answer.
     **options
@@ -431,7 +438,7 @@ class _DaskRunner:
                 tasks[previous] = ("segment", k, pos, pos == len(run.indices))
                 start, track = "previous", None
         if images:
-            size = self.batch or min(MAX_BATCH, max(1, math.ceil(len(images) / (4 * _worker_count(self.client)))))
+            size = self.batch or min(MAX_BATCH, max(1, math.ceil(len(images) / (TASKS_PER_WORKER * _worker_count(self.client)))))
             for first in range(0, len(images), size):
                 chunk = images[first : first + size]
                 f = submit(_matte_images, spec, query_future, chunk, key=key("iconmat-images"), pure=False)
