@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from napari_iconmat.cli import main
-from napari_iconmat.core.cluster import expand_inputs, input_dirs, matte_inputs
+from napari_iconmat.core.cluster import expand_inputs, input_dirs, local_cluster, matte_inputs
 from napari_iconmat.core.errors import InputError
 from napari_iconmat.core.run import RUN_RECORD, matte_sequence
 from napari_iconmat.core.synth import write_synth
@@ -163,9 +163,9 @@ def test_cli_same_mistake_on_every_input_is_said_once(video, tmp_path, capsys):
 def client():
     if not HAS_DISTRIBUTED:
         pytest.skip("needs the distributed package")
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = local_cluster(2)  # what --workers 2 starts
     with Client(cluster, timeout=60) as c:
         yield c
     cluster.close()
@@ -279,11 +279,11 @@ def test_unreachable_scheduler_is_one_clear_error(collection, tmp_path):
 @needs_dask
 @pytest.mark.dask
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(collection, tmp_path):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     options = _options(collection, order="collection", formats="png,tiff")
     plain = _plain(collection, tmp_path / "plain", order="collection", formats="png,tiff")
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = local_cluster(2)
     killed = []
     try:
         with Client(cluster, timeout=60) as c:
