@@ -151,6 +151,9 @@ def _bench_engine_options(values, engines) -> dict | None:
 def _cmd_matte(args) -> int:
     from .core.run import matte_sequence
 
+    if len(args.input) > 1 or args.workers or args.scheduler or any(c in args.input[0] for c in "*?["):
+        return _cmd_matte_job(args)  # several inputs, a glob pattern, or Dask
+    args.input = args.input[0]
     with _progress(args) as progress:
         summary = matte_sequence(
             args.input,
@@ -172,6 +175,56 @@ def _cmd_matte(args) -> int:
         )
     print(summary.describe())
     return 0
+
+
+def _cmd_matte_job(args) -> int:
+    from .core.cluster import matte_inputs
+
+    with _progress(args) as progress:
+        results = matte_inputs(
+            args.input,
+            out_dir=args.out,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            on_progress=_JobBar(progress),
+            mask=args.mask,
+            reference_frame=args.reference_frame,
+            reference_image=args.reference,
+            engine=args.engine,
+            engine_params=_engine_options(args.engine_option) or None,
+            formats=_split_list(args.format) or ("png",),
+            frame_range=args.range,
+            direction=args.direction,
+            order=args.order,
+            prompt_kind=args.prompt_kind,
+            cache_dir=args.cache_dir,
+            colour=args.colour,
+            explain=args.explain,
+        )
+    errors = {r.error for r in results if r.error is not None}
+    if len(results) > 1 and len(errors) == 1 and all(r.error for r in results):
+        raise InputError(f"every input failed: {errors.pop()}")  # one mistake, said once
+    for result in results:
+        print(result.describe() if len(results) > 1 or result.summary is None else result.summary.describe())
+    failed = sum(r.error is not None for r in results)
+    if len(results) > 1:
+        print(f"{len(results) - failed} of {len(results)} inputs done" + (f", {failed} failed" if failed else "") + ".")
+    return 2 if failed else 0
+
+
+class _JobBar:
+    """``on_progress(done, total, status)`` of a job: one bar, inputs done / running in its description."""
+
+    def __init__(self, progress: _Progress) -> None:
+        self.progress = progress
+
+    def __call__(self, done: int, total: int, status: dict) -> None:
+        counts = {s: sum(v == s for v in status.values()) for s in ("done", "running", "failed")}
+        text = f"inputs {counts['done']}/{len(status)} done, {counts['running']} running"
+        self.progress.desc = text + (f", {counts['failed']} failed" if counts["failed"] else "")
+        if self.progress.bar is not None:
+            self.progress.bar.set_description(self.progress.desc, refresh=False)
+        self.progress(done, total)
 
 
 def _cmd_demo(args) -> int:
@@ -296,6 +349,9 @@ examples:
   iconmat matte frames/ --reference-frame 120 --mask m.png --out out/ --format png16,tiff --range 100:200
   iconmat matte stack.tif --reference ref.png --mask ref_mask.png --out out/ --format rgba
   iconmat matte photos/ --reference-frame 0 --mask m.png --out out/ --order collection --cache-dir ~/.cache/iconmat
+  iconmat matte 'clips/*.mp4' --reference ref.png --mask ref_mask.png --out out/ --workers 4
+      one job on a local Dask cluster of 4 processes: out/<clip-name>/alpha/... per input
+  iconmat matte photos/ --reference-frame 0 --mask m.png --out out/ --order collection --scheduler tcp://host:8786
 
 resume: a run that was interrupted (Ctrl-C, a full disk, a crash, kill -9) continues where it
 stopped when the same command is run again; one run at a time may write into an output folder.
@@ -383,7 +439,9 @@ def _build_parser() -> argparse.ArgumentParser:
     names = engine_names()
 
     p = command("matte", "Matte the object marked on one reference in every frame of a video, folder or TIFF stack.", _MATTE_EXAMPLES)
-    p.add_argument("input", metavar="INPUT", help="video (.mp4 .mov .avi .mkv .webm .m4v), image folder, TIFF stack or image")
+    p.add_argument("input", metavar="INPUT", nargs="+",
+                   help="video (.mp4 .mov .avi .mkv .webm .m4v), image folder, TIFF stack or image; "
+                        "several (or a quoted glob) run as one job into DIR/<input-name>/")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; must not be a file)")
     ref = p.add_mutually_exclusive_group(required=True)
     ref.add_argument("--reference-frame", type=int, metavar="N", help="index of the reference frame in INPUT (0-based)")
@@ -400,6 +458,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR", help="reuse / store the encoded reference query in this folder")
     p.add_argument("--colour", choices=("straight", "premultiplied"), default="straight",
                    help="colour of rgba/prores/webm: the foreground as is, or multiplied by the alpha (default straight)")
+    p.add_argument("--workers", type=_positive_int, metavar="N", help="run on a local Dask cluster of N processes (1 thread each)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster at ADDRESS (e.g. tcp://10.0.0.5:8786)")
     p.add_argument("--explain", action="store_true", help="also write the engine's explain maps as heatmaps in DIR/explain/ (iconmat engine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_matte)

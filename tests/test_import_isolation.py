@@ -114,3 +114,19 @@ def test_cli_help_does_not_load_torch():
         """
     )
     assert _run(code) == {"status": 0, "usage": True, "torch": False}
+
+
+def test_plain_matte_run_does_not_import_dask(tmp_path):
+    """Without --workers or --scheduler, ``iconmat matte`` (one input or several) never imports dask."""
+    code = f"""
+        import json, sys
+        from napari_iconmat.cli import main
+        from napari_iconmat.core.synth import write_synth
+
+        sample = write_synth("video", {str(tmp_path / "s")!r}, frames=3, size=(48, 32))
+        common = ["--reference-frame", "0", "--mask", str(sample / "reference_mask.png"), "--quiet"]
+        one = main(["matte", str(sample / "frames"), "--out", {str(tmp_path / "one")!r}, *common])
+        two = main(["matte", str(sample / "frames"), str(sample / "alpha"), "--out", {str(tmp_path / "two")!r}, *common])
+        print(json.dumps({{"status": [one, two], "dask": sorted({{m.split(".")[0] for m in sys.modules}} & {{"dask", "distributed"}})}}))
+    """
+    assert _run(code) == {"status": [0, 0], "dask": []}

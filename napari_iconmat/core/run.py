@@ -337,6 +337,7 @@ def matte_sequence(
     on_progress: Callable[[int, int], Any] | None = None,
     colour: str = "straight",
     explain: bool = False,
+    runner: Callable | None = None,
 ) -> RunSummary:
     """Matte the object marked on one reference in every frame of ``input`` and write the alphas.
 
@@ -393,6 +394,10 @@ def matte_sequence(
     explain : bool, default False
         Also write the engine's explain maps of every frame as heatmaps,
         ``out_dir/explain/<map>/NNNNN.png`` (engines with ``supports_explain``).
+    runner : callable, optional
+        Mattes the planned chains in place of
+        :func:`~napari_iconmat.core.resume.matte_runs` (same arguments); used
+        by :mod:`napari_iconmat.core.cluster` to run them on Dask workers.
 
     Returns
     -------
@@ -564,7 +569,7 @@ def matte_sequence(
                 def on_matte(index, matte):
                     if matte.explain:
                         write_explain_maps(out_dir / "explain", index, matte.explain)
-            matte_runs(source, query, matter, runs, writer, state, reference_index, total, on_progress, on_matte=on_matte)
+            (runner or matte_runs)(source, query, matter, runs, writer, state, reference_index, total, on_progress, on_matte=on_matte)
             state.finish()
             outputs = writer.close(release=False)
         except BaseException as exc:
