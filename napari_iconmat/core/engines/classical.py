@@ -12,7 +12,9 @@ Per frame, in three steps:
    temporal neighbour (collections, or the first frame after an external
    reference) SIFT matches against the reference give a similarity transform
    that carries the reference alpha instead; without enough matches only
-   appearance is used.
+   appearance is used. On frames of a sequence the same matches also
+   *re-detect* reference parts: each pastes the reference alpha around its
+   part, which recovers parts the flow lost and vetoes leaks next to them.
 2. **Coarse mask:** the carried alpha and the colour log-odds are fused into
    per-pixel log-odds and cut with a contrast-sensitive graph cut (PyMaxflow)
    at a reduced working size; stray components are dropped. The graph cut's
@@ -239,6 +241,11 @@ class ClassicalEngine(Engine):
     thin_relief : float
         Factor (0..1) on the graph-cut smoothness on and around thin parts of the carried
         mask (1 = off).
+    redetect, redetect_window : float
+        Weight of the re-detection evidence on frames of a sequence (0 = off): SIFT matches
+        against the reference's object keypoints paste the reference alpha around each
+        matched part, in a Gaussian window of ``redetect_window`` x sqrt(object area);
+        where it says object, the reference veto is lifted too.
     solver_iterations, solver_tolerance
         Conjugate-gradient budget of the matting solve. The solve starts from the carried
         alpha; a bounded number of steps (rather than full convergence) keeps the alpha
@@ -273,6 +280,8 @@ class ClassicalEngine(Engine):
         solver_iterations: int = 120,
         solver_tolerance: float = 3e-3,
         reference_veto: float = 2.5,
+        redetect: float = 5.0,
+        redetect_window: float = 0.25,
         refiner: str = "closed-form",
         vitmatte: str = DEFAULT_VITMATTE,
     ):
@@ -293,6 +302,8 @@ class ClassicalEngine(Engine):
             solver_iterations=int(solver_iterations),
             solver_tolerance=float(solver_tolerance),
             reference_veto=float(reference_veto),
+            redetect=float(redetect),
+            redetect_window=float(redetect_window),
         )
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
@@ -389,14 +400,20 @@ class ClassicalEngine(Engine):
             local = None
 
         log_odds = p["colour_weight"] * model.log_odds(bins)
+        found = self._redetect(query, gray, carried) if neighbour and p["redetect"] > 0 else None
         if neighbour and p["reference_veto"] > 0:
             # the adapted model can learn a leak; colours the reference calls background cannot
             veto = p["reference_veto"] * np.minimum(self._model(query).log_odds(bins), 0.0)
             # ... but a leak is growth: where the flow confidently carries the object, trust the flow
             # (object parts the reference saw in background colours: eyes, windows, lit fur)
-            log_odds += veto * (1.0 - confidence * np.clip(carried, 0.0, 1.0))
+            trusted = confidence * np.clip(carried, 0.0, 1.0)
+            if found is not None:  # ... and where reference parts found again say object
+                trusted = np.maximum(trusted, np.clip(found, 0.0, 1.0))
+            log_odds += veto * (1.0 - trusted)
         if local is not None:
             log_odds = log_odds + p["local_weight"] * local
+        if found is not None:
+            log_odds = log_odds + p["redetect"] * found
         if carried is not None:
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
             log_odds -= self._distance_penalty(carried, p["margin"])
@@ -545,6 +562,62 @@ class ClassicalEngine(Engine):
         carried = cv2.warpAffine(ref_alpha, transform, (small_hw[1], small_hw[0]), flags=cv2.INTER_LINEAR)
         trust = min(1.0, int(inliers.sum()) / 30.0) * 0.6
         return carried, np.full(small_hw, trust, np.float32)
+
+    def _redetect(self, query: ReferenceQuery, gray: np.ndarray, carried: np.ndarray):
+        """Evidence (-1..1, working size) from the reference's object parts found again in the frame.
+
+        SIFT matches between the reference's object keypoints and the frame say where
+        reference parts are now. Each match pastes the reference alpha around its
+        reference point (scaled by the object's size change) around its frame point,
+        Gaussian-weighted; the votes say object where the reference had object next to
+        that part and background where it had background. Matches far from where the
+        flow carries the object are dropped (look-alike background). None without matches.
+        """
+        ref_points = query.arrays["keypoints"]
+        ref_desc = query.arrays["descriptors"]
+        if len(ref_points) < 4:
+            return None
+        inside = (carried > 0.5).astype(np.uint8)
+        area = float(inside.sum())
+        if area < 16:
+            return None
+        keypoints, descriptors = self._sift.detectAndCompute(gray, None)
+        if descriptors is None or len(keypoints) < 4:
+            return None
+        pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(ref_desc, descriptors, k=2)
+        good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+        if not good:
+            return None
+        h, w = gray.shape
+        ref_alpha = _resize(query.arrays["alpha"], _working_size(query.arrays["alpha"].shape, self._params["working_size"]))
+        ref_area = max(float((ref_alpha > 0.5).sum()), 16.0)
+        scale = float(np.clip(np.sqrt(area / ref_area), 0.5, 2.0))
+        distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
+        reach = max(6.0, self._params["margin"] * np.sqrt(area))
+        radius = max(4, int(round(self._params["redetect_window"] * np.sqrt(area))))
+        size = 2 * radius + 1
+        offsets = np.arange(size, dtype=np.float32) - radius
+        sigma = radius / 2.0
+        window = np.exp(-(offsets[None, :] ** 2 + offsets[:, None] ** 2) / (2 * sigma**2)).astype(np.float32)
+        votes_fg = np.zeros((h + 2 * radius, w + 2 * radius), np.float32)
+        votes_bg = np.zeros_like(votes_fg)
+        for match in good:
+            cx, cy = keypoints[match.trainIdx].pt
+            ix, iy = int(round(cx)), int(round(cy))
+            if not (0 <= ix < w and 0 <= iy < h) or distance[iy, ix] > reach:
+                continue
+            rx, ry = ref_points[match.queryIdx]
+            # window pixel (u, v) <- reference pixel ((u - radius) / scale + rx, ...)
+            to_ref = np.array([[1 / scale, 0, rx - radius / scale], [0, 1 / scale, ry - radius / scale]], np.float32)
+            patch = cv2.warpAffine(ref_alpha, to_ref, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+            votes_fg[iy : iy + size, ix : ix + size] += window * patch
+            votes_bg[iy : iy + size, ix : ix + size] += window * (1.0 - patch)
+        votes_fg = votes_fg[radius : radius + h, radius : radius + w]
+        votes_bg = votes_bg[radius : radius + h, radius : radius + w]
+        total = votes_fg + votes_bg
+        if not total.any():
+            return None
+        return ((votes_fg - votes_bg) / (total + 1e-6) * np.minimum(1.0, total)).astype(np.float32)
 
     @staticmethod
     def _distance_penalty(carried: np.ndarray, margin_fraction: float) -> np.ndarray:

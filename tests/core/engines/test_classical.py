@@ -142,3 +142,43 @@ def test_a_part_in_reference_background_colours_survives_where_the_flow_carries_
         x = 50 + 3 * t
         assert results[t].alpha[52:60, x + 22 : x + 30].mean() > 0.5, t
         assert iou(results[t].alpha, masks[t]) > 0.9
+
+
+def _textured_scene(corner, rng_seed=0):
+    """A 160 x 120 grey-textured background with a 40 x 40 colour-textured square at ``corner``."""
+    import cv2
+
+    rng = np.random.default_rng(rng_seed)
+    background = cv2.GaussianBlur(rng.uniform(60, 120, (120, 160)).astype(np.float32), (0, 0), 3)
+    image = np.repeat(background[..., None], 3, axis=2)
+    texture = cv2.GaussianBlur(np.random.default_rng(7).uniform(0, 255, (40, 40, 3)).astype(np.float32), (0, 0), 1.2)
+    y, x = corner
+    image[y : y + 40, x : x + 40] = texture
+    mask = np.zeros((120, 160), bool)
+    mask[y : y + 40, x : x + 40] = True
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def test_redetection_finds_a_lost_part_and_calls_its_surroundings_background():
+    engine = make_engine("classical")
+    ref_image, ref_mask = _textured_scene((20, 20))
+    query = engine.encode_reference(ref_image, make_prompt(ref_mask))
+    image, mask = _textured_scene((50, 70), rng_seed=1)
+    gray = (image.mean(axis=2) + 0.5).astype(np.uint8)
+    carried = mask.astype(np.float32)
+    carried[:, 100:] = 0.0  # the flow lost the object's right quarter
+    found = engine._redetect(query, gray, carried)
+    assert found is not None and found.shape == mask.shape
+    assert found[55:85, 75:100].mean() > 0.3  # the part still carried
+    assert found[55:85, 101:108].mean() > 0.3  # the lost part
+    # background next to the object (matched parts say so where they are near it)
+    ring = np.zeros_like(mask)
+    ring[46:94, 66:114] = True
+    ring[50:90, 70:110] = False
+    assert found[ring].mean() < 0
+    assert found[91:94, 72:108].mean() < -0.2
+    # without the object in view nothing is re-detected near where it was carried to
+    empty, _ = _textured_scene((0, 0), rng_seed=1)
+    empty[:] = image[0:1, 0:1]
+    nothing = engine._redetect(query, (empty.mean(axis=2) + 0.5).astype(np.uint8), carried)
+    assert nothing is None or np.abs(nothing).max() < 0.1
