@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
-import maxflow
 import numpy as np
 
 from ..appearance import ColourModel, fit_colour_model, lab_bins
@@ -41,6 +40,7 @@ from ..matting import estimate_foreground, solve_alpha
 from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
+from ..segmentation import graph_cut, keep_supported, select_object, thin_relief
 from ..trimap import band_width, trimap_from_mask
 
 __all__ = ["ClassicalEngine"]
@@ -117,95 +117,6 @@ def _local_colour_log_odds(state, flow: np.ndarray, lab: np.ndarray, carried: np
     (score_fg, mass_fg), (score_bg, mass_bg) = scores
     valid = np.minimum(mass_fg, mass_bg) > 0.03
     return np.where(valid, np.clip(score_fg - score_bg, -6.0, 6.0), 0.0).astype(np.float32)
-
-
-def _thin_relief(inside: np.ndarray, factor: float) -> np.ndarray:
-    """Per-pixel smoothness factor: ``factor`` on and around thin parts of a mask, 1 elsewhere.
-
-    Thin parts (what a 5 x 5 opening removes: antennae, legs, strands) are where the
-    graph cut's boundary cost outweighs any unary evidence and erases them; a lower
-    pairwise weight there lets the carried evidence keep them.
-    """
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    mask_u8 = inside.astype(np.uint8)
-    thin = mask_u8 & (1 - cv2.morphologyEx(mask_u8, cv2.MORPH_OPEN, disk))
-    near = cv2.dilate(thin, disk) > 0
-    return np.where(near, factor, 1.0).astype(np.float32)
-
-
-def _graph_cut(rgb: np.ndarray, log_odds: np.ndarray, smoothness) -> np.ndarray:
-    """Binary labelling minimising unary log-odds + contrast-sensitive Potts (4-neighbours).
-
-    ``smoothness`` is a float or an (H, W) map of per-pixel pairwise weights.
-    """
-    h, w = log_odds.shape
-    smoothness = np.broadcast_to(np.asarray(smoothness, np.float64), (h, w))
-    right = np.sum((rgb[:, 1:] - rgb[:, :-1]) ** 2, axis=2)
-    down = np.sum((rgb[1:, :] - rgb[:-1, :]) ** 2, axis=2)
-    beta = 1.0 / (2.0 * max(float(np.mean(np.concatenate([right.ravel(), down.ravel()]))), 1e-6))
-    w_right = np.zeros((h, w), np.float64)
-    w_down = np.zeros((h, w), np.float64)
-    w_right[:, :-1] = np.minimum(smoothness[:, :-1], smoothness[:, 1:]) * np.exp(-beta * right)
-    w_down[:-1, :] = np.minimum(smoothness[:-1], smoothness[1:]) * np.exp(-beta * down)
-    graph = maxflow.Graph[float]()
-    nodes = graph.add_grid_nodes((h, w))
-    graph.add_grid_edges(nodes, weights=w_right, structure=np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]]), symmetric=True)
-    graph.add_grid_edges(nodes, weights=w_down, structure=np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]]), symmetric=True)
-    graph.add_grid_tedges(nodes, np.maximum(log_odds, 0), np.maximum(-log_odds, 0))
-    graph.maxflow()
-    # get_grid_segments is True on the sink side (background)
-    return ~graph.get_grid_segments(nodes)
-
-
-def _keep_supported(mask: np.ndarray, support: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
-    """Drop connected components that do not touch ``support`` or are tiny, fill small holes."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return mask
-    touched = np.bincount(labels[support & mask], minlength=count) > 0
-    areas = stats[:, cv2.CC_STAT_AREA]
-    biggest = areas[1:].max()
-    keep = touched & (areas >= min_fraction * biggest)
-    keep[0] = False
-    if not keep.any():
-        keep[1 + int(np.argmax(areas[1:]))] = True
-    out = keep[labels]
-    # fill holes smaller than 1% of the object: segmentation noise rather than real holes
-    holes_count, holes, hstats, _ = cv2.connectedComponentsWithStats((~out).astype(np.uint8), connectivity=4)
-    small = hstats[:, cv2.CC_STAT_AREA] < 0.01 * out.sum()
-    border = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
-    small[border] = False
-    small[0] = False if holes_count > 0 and out[holes == 0].all() else small[0]
-    return out | (small[holes] & ~out)
-
-
-def _select_object(mask: np.ndarray, log_odds: np.ndarray, area_fraction: float, touches_border: bool) -> np.ndarray:
-    """On a frame without a temporal neighbour, keep the component(s) that look most like the object.
-
-    Each connected component is scored by its summed positive evidence, damped
-    when it is far larger than the reference object (relative to the frame) and,
-    unless the reference object itself touched the frame border, when it spans
-    the border (backgrounds do, isolated objects rarely). The best component is
-    kept, with any other scoring at least half as well.
-    """
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 2:
-        return mask
-    evidence = np.bincount(labels.ravel(), weights=np.maximum(log_odds, 0).ravel(), minlength=count)
-    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-    h, w = mask.shape
-    expected = max(area_fraction, 1e-4) * h * w
-    score = evidence * np.minimum(1.0, 3.0 * expected / np.maximum(areas, 1.0))
-    if not touches_border:
-        left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
-        right, bottom = left + stats[:, cv2.CC_STAT_WIDTH], top + stats[:, cv2.CC_STAT_HEIGHT]
-        sides = (left == 0).astype(int) + (top == 0) + (right == w) + (bottom == h)
-        score = score / (1.0 + sides)
-    score[0] = -1.0
-    best = score.max()
-    keep = score >= 0.5 * best
-    keep[0] = False
-    return keep[labels]
 
 
 class ClassicalEngine(Engine):
@@ -419,8 +330,8 @@ class ClassicalEngine(Engine):
             log_odds -= self._distance_penalty(carried, p["margin"])
         smoothness = p["smoothness"]
         if carried is not None and p["thin_relief"] < 1:
-            smoothness = smoothness * _thin_relief(carried > 0.5, p["thin_relief"])
-        mask_small = _graph_cut(small, log_odds, smoothness)
+            smoothness = smoothness * thin_relief(carried > 0.5, p["thin_relief"])
+        mask_small = graph_cut(small, log_odds, smoothness)
         if not neighbour:
             # no temporal anchor: a region far larger than the reference object is mostly
             # look-alike background, so demand stronger evidence until the size is plausible
@@ -433,14 +344,14 @@ class ClassicalEngine(Engine):
                 if mask_small.sum() <= limit:
                     break
                 log_odds = log_odds - 1.0 * (carried < 0.5 if carried is not None else 1.0)
-                mask_small = _graph_cut(small, log_odds, smoothness)
+                mask_small = graph_cut(small, log_odds, smoothness)
         support = (carried > 0.5) if carried is not None else (log_odds > 0)
         if mask_small.any():
             # without a temporal neighbour, stray look-alike blobs are common: keep dominant components only
             if neighbour:
-                mask_small = _keep_supported(mask_small, support | (support.sum() == 0))
+                mask_small = keep_supported(mask_small, support | (support.sum() == 0))
             else:
-                mask_small = _select_object(mask_small, log_odds, query.meta["area_fraction"], query.meta["touches_border"])
+                mask_small = select_object(mask_small, log_odds, query.meta["area_fraction"], query.meta["touches_border"])
         coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
         uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
 
@@ -642,7 +553,7 @@ class ClassicalEngine(Engine):
             log_odds = model.log_odds(bins, novelty=0.0)
             log_odds[prompt.foreground] = 50.0
             log_odds[prompt.background] = -50.0
-            new_mask = _keep_supported(_graph_cut(rgb, log_odds, self._params["smoothness"]), prompt.foreground)
+            new_mask = keep_supported(graph_cut(rgb, log_odds, self._params["smoothness"]), prompt.foreground)
             if np.array_equal(new_mask, mask):
                 break
             mask = new_mask

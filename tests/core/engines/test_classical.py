@@ -96,7 +96,7 @@ def test_a_frame_of_another_size_in_a_sequence_is_matted_without_its_neighbour(v
 
 
 def test_thin_relief_lowers_smoothness_on_thin_parts_only():
-    from napari_iconmat.core.engines.classical import _thin_relief
+    from napari_iconmat.core.segmentation import thin_relief as _thin_relief
 
     mask = np.zeros((60, 60), bool)
     mask[10:40, 10:40] = True  # a thick body
@@ -108,7 +108,7 @@ def test_thin_relief_lowers_smoothness_on_thin_parts_only():
 
 
 def test_graph_cut_keeps_a_thin_line_where_smoothness_is_relieved():
-    from napari_iconmat.core.engines.classical import _graph_cut, _thin_relief
+    from napari_iconmat.core.segmentation import graph_cut as _graph_cut, thin_relief as _thin_relief
 
     rgb = np.full((40, 40, 3), 0.5, np.float32)
     line = np.zeros((40, 40), bool)
