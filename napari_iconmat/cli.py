@@ -155,26 +155,28 @@ def _cmd_matte(args) -> int:
         return _cmd_matte_job(args)  # several inputs, a glob pattern, or Dask
     args.input = args.input[0]
     with _progress(args) as progress:
-        summary = matte_sequence(
-            args.input,
-            out_dir=args.out,
-            mask=args.mask,
-            reference_frame=args.reference_frame,
-            reference_image=args.reference,
-            engine=args.engine,
-            engine_params=_engine_options(args.engine_option) or None,
-            formats=_split_list(args.format) or ("png",),
-            frame_range=args.range,
-            direction=args.direction,
-            order=args.order,
-            prompt_kind=args.prompt_kind,
-            cache_dir=args.cache_dir,
-            on_progress=progress,
-            colour=args.colour,
-            explain=args.explain,
-        )
+        summary = matte_sequence(args.input, out_dir=args.out, on_progress=progress, **_matte_options(args))
     print(summary.describe())
     return 0
+
+
+def _matte_options(args) -> dict:
+    """The ``iconmat matte`` options shared by one input and a job of many (keyword arguments of matte_sequence)."""
+    return dict(
+        mask=args.mask,
+        reference_frame=args.reference_frame,
+        reference_image=args.reference,
+        engine=args.engine,
+        engine_params=_engine_options(args.engine_option) or None,
+        formats=_split_list(args.format) or ("png",),
+        frame_range=args.range,
+        direction=args.direction,
+        order=args.order,
+        prompt_kind=args.prompt_kind,
+        cache_dir=args.cache_dir,
+        colour=args.colour,
+        explain=args.explain,
+    )
 
 
 def _cmd_matte_job(args) -> int:
@@ -187,19 +189,7 @@ def _cmd_matte_job(args) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             on_progress=_JobBar(progress),
-            mask=args.mask,
-            reference_frame=args.reference_frame,
-            reference_image=args.reference,
-            engine=args.engine,
-            engine_params=_engine_options(args.engine_option) or None,
-            formats=_split_list(args.format) or ("png",),
-            frame_range=args.range,
-            direction=args.direction,
-            order=args.order,
-            prompt_kind=args.prompt_kind,
-            cache_dir=args.cache_dir,
-            colour=args.colour,
-            explain=args.explain,
+            **_matte_options(args),
         )
     errors = {r.error for r in results if r.error is not None}
     if len(results) > 1 and len(errors) == 1 and all(r.error for r in results):
