@@ -449,22 +449,32 @@ class ClassicalEngine(Engine):
         still = np.exp(-np.hypot(flow_full[..., 0] * scale_x, flow_full[..., 1] * scale_y) ** 2 / 0.5)
         return carried, (_resize(confidence, full_hw, cv2.INTER_LINEAR) * still).astype(np.float32)
 
-    def _carry_by_keypoints(self, query: ReferenceQuery, gray: np.ndarray, small_hw):
+    def _match_reference(self, query: ReferenceQuery, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SIFT matches (Lowe's ratio test) of the reference's object keypoints in ``gray``.
+
+        Returns the matched reference points and frame points, two (N, 2) float32
+        arrays (N = 0 when the reference or the frame has fewer than 4 keypoints).
+        """
+        none = np.zeros((0, 2), np.float32)
         ref_points = query.arrays["keypoints"]
-        ref_desc = query.arrays["descriptors"]
-        ref_alpha_full = query.arrays["alpha"]
         if len(ref_points) < 4:
-            return None, None
+            return none, none
         keypoints, descriptors = self._sift.detectAndCompute(gray, None)
         if descriptors is None or len(keypoints) < 4:
-            return None, None
-        matcher = cv2.BFMatcher(cv2.NORM_L2)
-        pairs = matcher.knnMatch(ref_desc, descriptors, k=2)
+            return none, none
+        pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(query.arrays["descriptors"], descriptors, k=2)
         good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
-        if len(good) < 6:
-            return None, None
-        src = ref_points[[m.queryIdx for m in good]]
+        if not good:
+            return none, none
+        src = ref_points[[m.queryIdx for m in good]].astype(np.float32)
         dst = np.array([keypoints[m.trainIdx].pt for m in good], np.float32)
+        return src, dst
+
+    def _carry_by_keypoints(self, query: ReferenceQuery, gray: np.ndarray, small_hw):
+        ref_alpha_full = query.arrays["alpha"]
+        src, dst = self._match_reference(query, gray)
+        if len(src) < 6:
+            return None, None
         transform, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0)
         if transform is None or inliers is None or int(inliers.sum()) < 6:
             return None, None
@@ -484,20 +494,12 @@ class ClassicalEngine(Engine):
         that part and background where it had background. Matches far from where the
         flow carries the object are dropped (look-alike background). None without matches.
         """
-        ref_points = query.arrays["keypoints"]
-        ref_desc = query.arrays["descriptors"]
-        if len(ref_points) < 4:
-            return None
         inside = (carried > 0.5).astype(np.uint8)
         area = float(inside.sum())
         if area < 16:
             return None
-        keypoints, descriptors = self._sift.detectAndCompute(gray, None)
-        if descriptors is None or len(keypoints) < 4:
-            return None
-        pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(ref_desc, descriptors, k=2)
-        good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
-        if not good:
+        ref_matched, frame_matched = self._match_reference(query, gray)
+        if not len(ref_matched):
             return None
         h, w = gray.shape
         ref_alpha = _resize(query.arrays["alpha"], _working_size(query.arrays["alpha"].shape, self._params["working_size"]))
@@ -512,12 +514,10 @@ class ClassicalEngine(Engine):
         window = np.exp(-(offsets[None, :] ** 2 + offsets[:, None] ** 2) / (2 * sigma**2)).astype(np.float32)
         votes_fg = np.zeros((h + 2 * radius, w + 2 * radius), np.float32)
         votes_bg = np.zeros_like(votes_fg)
-        for match in good:
-            cx, cy = keypoints[match.trainIdx].pt
+        for (rx, ry), (cx, cy) in zip(ref_matched, frame_matched):
             ix, iy = int(round(cx)), int(round(cy))
             if not (0 <= ix < w and 0 <= iy < h) or distance[iy, ix] > reach:
                 continue
-            rx, ry = ref_points[match.queryIdx]
             # window pixel (u, v) <- reference pixel ((u - radius) / scale + rx, ...)
             to_ref = np.array([[1 / scale, 0, rx - radius / scale], [0, 1 / scale, ry - radius / scale]], np.float32)
             patch = cv2.warpAffine(ref_alpha, to_ref, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
