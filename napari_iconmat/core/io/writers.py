@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .containers import VIDEO_FORMATS, FrameTiming, _why, check_encoders, write_video, write_zarr
+from .containers import VIDEO_FORMATS, FrameTiming, _remove, _why, check_encoders, write_video, write_zarr
 from .lock import FolderLock
 from .readers import read_image
 
@@ -527,7 +527,7 @@ class OutputWriter:
                 page = self._float_page(i)
                 yield alpha_to_uint16(page) if dtype == np.uint16 else page
 
-        tmp = self.out_dir / f".alpha.tif.{uuid.uuid4().hex}.tmp"
+        tmp = _temp_name(self.out_dir / "alpha.tif")
         try:
             with tifffile.TiffWriter(tmp, bigtiff=total > _BIGTIFF_BYTES) as tif:
                 if len(shapes) == 1:
@@ -544,10 +544,10 @@ class OutputWriter:
                         tif.write(page, photometric="minisblack", metadata={"frame_index": i})
             os.replace(tmp, target)
         except OSError as exc:
-            _unlink_quietly(tmp)
+            _remove(tmp)
             raise InputError(f"cannot write {target}: {_why(exc)}") from exc
         except BaseException:
-            _unlink_quietly(tmp)
+            _remove(tmp)
             raise
 
     def _assemble_zarr(self) -> None:
@@ -648,7 +648,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
-        _unlink_quietly(tmp)
+        _remove(tmp)
         raise InputError(f"cannot write {path}: {_why(exc)}") from exc
     return path
 
@@ -658,11 +658,3 @@ def _atomic_write_npy(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     atomic_write_bytes(path, buffer.getbuffer())
-
-
-def _unlink_quietly(path: Path) -> None:
-    # Cleanup on an error path that is already reporting the real failure.
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
