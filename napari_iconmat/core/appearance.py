@@ -96,3 +96,27 @@ def fit_colour_model(bins: np.ndarray, foreground: np.ndarray, background: np.nd
         _histogram(bins[foreground], np.ones(int(foreground.sum()), np.float32)),
         _histogram(bins[background], np.ones(int(background.sum()), np.float32)),
     )
+
+
+def rotate_hue(histogram: np.ndarray, degrees: float) -> np.ndarray:
+    """A Lab histogram with every colour's hue turned by ``degrees`` about the grey axis.
+
+    Hue is the angle in the (a, b) chroma plane; lightness and chroma are kept. The
+    result is renormalised to sum 1 (mass turned beyond the histogram's range is lost).
+    """
+    centre = 128 * AB_BINS / 256 - 0.5  # a = b = 128 (grey) in bin-centre coordinates
+    matrix = cv2.getRotationMatrix2D((centre, centre), float(degrees), 1.0)
+    turned = np.stack([cv2.warpAffine(np.ascontiguousarray(s), matrix, (AB_BINS, AB_BINS), flags=cv2.INTER_LINEAR) for s in histogram])
+    total = float(turned.sum())
+    return (turned / total if total > 0 else turned).astype(np.float32)
+
+
+def hue_tolerant(histogram: np.ndarray, degrees: float, step: float = 10.0) -> np.ndarray:
+    """The mean of ``histogram`` turned by every hue within +-``degrees`` (in ``step`` steps).
+
+    A colour model of an object category whose instances come in other hues
+    (same-category variants, a colour cast), with lightness and chroma kept.
+    """
+    count = max(1, int(np.ceil(degrees / step)))
+    angles = np.linspace(-degrees, degrees, 2 * count + 1)
+    return (sum(rotate_hue(histogram, a) for a in angles) / len(angles)).astype(np.float32)

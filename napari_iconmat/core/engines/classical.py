@@ -33,13 +33,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..appearance import ColourModel, fit_colour_model, lab_bins
+from ..appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins
 from ..engine import Engine, EngineStatus, FrameMatte
 from ..frames import intensity_range, to_rgb_float
+from ..keypoints import fit_reference_transform, object_keypoints
 from ..matting import estimate_foreground, solve_alpha
 from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
+from ..refit import fill_holes_like, refit_segmentation
 from ..segmentation import graph_cut, keep_supported, select_object, thin_relief
 from ..trimap import band_width, trimap_from_mask
 
@@ -167,10 +169,21 @@ class ClassicalEngine(Engine):
         (default) or ViTMatte, which needs its weights (``vitmatte``).
     vitmatte : str
         ViTMatte model folder or hub id in the local Hugging Face cache (``refiner='vitmatte'`` only).
+    keypoint_trust, min_inliers
+        Frames without a temporal neighbour: weight (0..1 of the flow's) of the reference alpha
+        placed by a similarity transform fitted (RANSAC) to SIFT matches of the reference's object
+        keypoints, upright or mirrored, and the fewest inliers that make a transform (full weight
+        from 30 inliers).
+    hue_tolerance : float
+        Frames without a temporal neighbour nor a keypoint transform: the reference's object
+        colours count in any hue within +- this many degrees (same-category variants, colour
+        casts; 0 = off).
+    refit_rounds : int
+        ... and the colour model is refitted on the image's own cut this many times at most (0 = off).
     """
 
     name = "classical"
-    version = "1"
+    version = "2"  # 2: mirrored reference keypoints in the query
 
     def __init__(
         self,
@@ -195,6 +208,10 @@ class ClassicalEngine(Engine):
         redetect_window: float = 0.25,
         refiner: str = "closed-form",
         vitmatte: str = DEFAULT_VITMATTE,
+        keypoint_trust: float = 1.0,
+        min_inliers: int = 8,
+        hue_tolerance: float = 60.0,
+        refit_rounds: int = 3,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -215,6 +232,10 @@ class ClassicalEngine(Engine):
             reference_veto=float(reference_veto),
             redetect=float(redetect),
             redetect_window=float(redetect_window),
+            keypoint_trust=float(keypoint_trust),
+            min_inliers=int(min_inliers),
+            hue_tolerance=float(hue_tolerance),
+            refit_rounds=int(refit_rounds),
         )
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
@@ -250,13 +271,9 @@ class ClassicalEngine(Engine):
         small = _resize(rgb, _working_size(rgb.shape, self._params["working_size"]))
         small_alpha = _resize(alpha, small.shape[:2])
         gray = _gray_u8(small)
-        keypoints, descriptors = self._sift.detectAndCompute(gray, None)
-        points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
-        descriptors = descriptors if descriptors is not None else np.zeros((0, 128), np.float32)
-        if len(points):
-            inside = cv2.dilate((small_alpha > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8))
-            on_object = inside[points[:, 1].astype(int), points[:, 0].astype(int)] > 0
-            points, descriptors = points[on_object], descriptors[on_object]
+        points, descriptors = object_keypoints(self._sift, gray, small_alpha)
+        # objects face either way in a collection; SIFT is not mirror-invariant
+        mirrored_points, mirrored_descriptors = object_keypoints(self._sift, gray, small_alpha, mirrored=True)
 
         arrays = {
             "alpha": alpha.astype(np.float32),
@@ -264,6 +281,8 @@ class ClassicalEngine(Engine):
             "colour_bg": model.background,
             "keypoints": points,
             "descriptors": descriptors.astype(np.float32),
+            "keypoints_mirrored": mirrored_points,
+            "descriptors_mirrored": mirrored_descriptors,
             "image": rgb.astype(np.float32),
         }
         core = alpha > 0.5
@@ -309,6 +328,10 @@ class ClassicalEngine(Engine):
             carried, confidence = self._carry_by_keypoints(query, gray, small_hw)
             confidence_full = None
             local = None
+            if carried is None and p["hue_tolerance"] > 0:
+                # nothing of the reference instance found: maybe a same-category variant in another hue
+                fg = hue_tolerant(query.arrays["colour_fg"], p["hue_tolerance"])
+                model = ColourModel(fg, query.arrays["colour_bg"]).with_scene(bins)
 
         log_odds = p["colour_weight"] * model.log_odds(bins)
         found = self._redetect(query, gray, carried) if neighbour and p["redetect"] > 0 else None
@@ -332,6 +355,8 @@ class ClassicalEngine(Engine):
         if carried is not None and p["thin_relief"] < 1:
             smoothness = smoothness * thin_relief(carried > 0.5, p["thin_relief"])
         mask_small = graph_cut(small, log_odds, smoothness)
+        # evidence other than colour (the carried alpha), for refitting the colour model below
+        other = None if neighbour else log_odds - p["colour_weight"] * model.log_odds(bins)
         if not neighbour:
             # no temporal anchor: a region far larger than the reference object is mostly
             # look-alike background, so demand stronger evidence until the size is plausible
@@ -352,6 +377,8 @@ class ClassicalEngine(Engine):
                 mask_small = keep_supported(mask_small, support | (support.sum() == 0))
             else:
                 mask_small = select_object(mask_small, log_odds, query.meta["area_fraction"], query.meta["touches_border"])
+                if carried is None and p["refit_rounds"] > 0:
+                    mask_small, log_odds = self._refit(query, small, bins, mask_small, model, other, smoothness, log_odds)
         coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
         uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
 
@@ -471,18 +498,29 @@ class ClassicalEngine(Engine):
         return src, dst
 
     def _carry_by_keypoints(self, query: ReferenceQuery, gray: np.ndarray, small_hw):
+        sets = [(query.arrays["keypoints"], query.arrays["descriptors"], False)]
+        sets.append((query.arrays["keypoints_mirrored"], query.arrays["descriptors_mirrored"], True))
+        transform = fit_reference_transform(self._sift, gray, sets, min_inliers=self._params["min_inliers"])
+        if transform is None:
+            return None, None
         ref_alpha_full = query.arrays["alpha"]
-        src, dst = self._match_reference(query, gray)
-        if len(src) < 6:
-            return None, None
-        transform, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0)
-        if transform is None or inliers is None or int(inliers.sum()) < 6:
-            return None, None
-        ref_small_hw = _working_size(ref_alpha_full.shape, self._params["working_size"])
-        ref_alpha = _resize(ref_alpha_full, ref_small_hw)
-        carried = cv2.warpAffine(ref_alpha, transform, (small_hw[1], small_hw[0]), flags=cv2.INTER_LINEAR)
-        trust = min(1.0, int(inliers.sum()) / 30.0) * 0.6
+        ref_alpha = _resize(ref_alpha_full, _working_size(ref_alpha_full.shape, self._params["working_size"]))
+        carried = transform.warp(ref_alpha, small_hw)
+        trust = min(1.0, transform.inliers / 30.0) * self._params["keypoint_trust"]
         return carried, np.full(small_hw, trust, np.float32)
+
+    def _refit(self, query, small, bins, mask, model, other, smoothness, log_odds):
+        """Collection image without a keypoint transform: GrabCut-style refits of the colour model
+        on the image's own cut (:func:`~napari_iconmat.core.refit.refit_segmentation`), then the
+        cut's holes filled if the reference object has none. Returns the mask and its log-odds."""
+        p = self._params
+        mask, refit_odds = refit_segmentation(
+            small, bins, mask, model, other, colour_weight=p["colour_weight"], smoothness=smoothness,
+            area_fraction=query.meta["area_fraction"], touches_border=query.meta["touches_border"], rounds=p["refit_rounds"],
+        )  # fmt: skip
+        ref_alpha = query.arrays["alpha"]
+        ref_mask = _resize(ref_alpha, _working_size(ref_alpha.shape, p["working_size"])) > 0.5
+        return fill_holes_like(mask, ref_mask), (log_odds if refit_odds is None else refit_odds)
 
     def _redetect(self, query: ReferenceQuery, gray: np.ndarray, carried: np.ndarray):
         """Evidence (-1..1, working size) from the reference's object parts found again in the frame.
