@@ -178,7 +178,8 @@ def test_a_killed_cli_run_resumes_to_the_uninterrupted_weights(data_root, tmp_pa
         "--tiny", "--model-option", "ensemble_size=1", "--batch-size", "1", "--steps", "1000", "--save-every", "1",
         "--warmup", "3", "--quiet",
     ]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(p) for p in sys.path if p]))
+    # the same intra-op thread count as this process: float sums depend on it, and the weights are compared bit for bit
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(p) for p in sys.path if p]), OMP_NUM_THREADS=str(torch.get_num_threads()))
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
