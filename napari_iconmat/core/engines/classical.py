@@ -8,7 +8,9 @@ Per frame, in three steps:
 
 1. **Where is the object?** For a frame of an ordered sequence the previous
    alpha is carried to the frame by dense optical flow (OpenCV DIS), trusted
-   where the flow explains the image (photometric check). For a frame with no
+   where the flow explains the image (photometric check); thin parts (antennae,
+   strands) move with the object around them rather than with the dense flow,
+   which is smooth and would leave them behind. For a frame with no
    temporal neighbour (collections, or the first frame after an external
    reference) SIFT matches against the reference give a similarity transform
    that carries the reference alpha instead; without enough matches only
@@ -22,8 +24,9 @@ Per frame, in three steps:
    which it would otherwise erase.
 3. **Matte:** an unknown band around the mask (wider where the fused evidence is
    uncertain) is solved with closed-form matting at full resolution, warm-started
-   from and gently pulled towards the carried alpha where nothing moved, which
-   keeps static edges from flickering.
+   from and gently pulled towards the carried alpha where nothing moved (a small
+   flow and an unchanged image around the pixel), which keeps static edges from
+   flickering.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
 from ..segmentation import graph_cut, keep_supported, select_object, thin_relief
+from ..temporal import carry_thin_parts, unchanged
 from ..trimap import band_width, trimap_from_mask
 
 __all__ = ["ClassicalEngine"]
@@ -167,6 +171,15 @@ class ClassicalEngine(Engine):
         (default) or ViTMatte, which needs its weights (``vitmatte``).
     vitmatte : str
         ViTMatte model folder or hub id in the local Hugging Face cache (``refiner='vitmatte'`` only).
+    still_tolerance : float
+        The temporal prior holds a pixel only where the frame itself did not change around it
+        (grey-level change, after a light blur, at which the hold falls to 1/e; 0 = no check):
+        a smooth flow calls thin parts moving over a still background "still".
+    thin_carry : float
+        Thin parts of the previous mask (what a 5 x 5 opening removes: antennae, strands) are
+        carried by the flow of the solid object around them, spread over a Gaussian window of
+        ``thin_carry`` x sqrt(object area), instead of by the dense flow, which leaves them
+        behind (0 = dense flow only).
     """
 
     name = "classical"
@@ -195,6 +208,8 @@ class ClassicalEngine(Engine):
         redetect_window: float = 0.25,
         refiner: str = "closed-form",
         vitmatte: str = DEFAULT_VITMATTE,
+        still_tolerance: float = 4.0,
+        thin_carry: float = 0.1,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -216,6 +231,7 @@ class ClassicalEngine(Engine):
             redetect=float(redetect),
             redetect_window=float(redetect_window),
         )
+        self._params.update(still_tolerance=float(still_tolerance), thin_carry=float(thin_carry))
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
             self._params.update(refiner=refiner, vitmatte=str(vitmatte))
@@ -303,8 +319,11 @@ class ClassicalEngine(Engine):
         carried_full = None
         if neighbour:
             carried, confidence, flow = self._carry_by_flow(state, gray)
+            carried, confidence = carry_thin_parts(state.mask, state.gray, gray, flow, carried, confidence, p["thin_carry"])
             local = _local_colour_log_odds(state, flow, lab, carried, p["local_window"])
-            carried_full, confidence_full = self._carry_full(state.alpha, flow, confidence, full_hw)
+            # the matting prior holds only what verifiably did not change (see core/temporal.py)
+            held = confidence * unchanged(gray, state.gray, p["still_tolerance"])
+            carried_full, confidence_full = self._carry_full(state.alpha, flow, held, full_hw)
         else:
             carried, confidence = self._carry_by_keypoints(query, gray, small_hw)
             confidence_full = None
