@@ -78,3 +78,18 @@ def test_carry_thin_parts_leaves_a_still_solid_object_and_the_switched_off_case_
     empty = np.zeros_like(disk)
     carried, trust = carry_thin_parts(empty, gray, gray, flow, empty, confidence, window=0.1)
     assert carried is empty and trust is confidence
+
+
+def test_growth_onto_re_detected_parts_is_not_capped_as_a_leak():
+    from napari_iconmat.core.engines.classical import _growth_limit
+
+    carried = np.zeros((40, 60), np.float32)
+    carried[10:30, 10:30] = 1.0  # 400 px carried
+    found = np.zeros_like(carried)
+    found[10:30, 30:45] = 0.8  # 300 px of reference parts found again next to it (behind a former occluder)
+    found[0:5, 0:5] = 0.3  # weak evidence does not count
+    assert _growth_limit(carried, None, 1.25, 1.0) == 500.0
+    assert _growth_limit(carried, found, 1.25, 1.0) == 800.0
+    assert _growth_limit(carried, found, 1.25, 0.0) == 500.0
+    found[10:30, 10:30] = 1.0  # found again inside the carried object: no extra allowance
+    assert _growth_limit(carried, found, 1.25, 1.0) == 800.0

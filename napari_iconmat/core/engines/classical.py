@@ -123,6 +123,20 @@ def _local_colour_log_odds(state, flow: np.ndarray, lab: np.ndarray, carried: np
     return np.where(valid, np.clip(score_fg - score_bg, -6.0, 6.0), 0.0).astype(np.float32)
 
 
+def _growth_limit(carried: np.ndarray, found: np.ndarray | None, max_growth: float, regrow: float) -> float:
+    """Largest plausible object area (pixels) in a frame of a sequence.
+
+    Objects rarely grow by a quarter between two frames: sudden growth is a leak,
+    unless it is onto reference parts found again (``found`` > 0.5, re-detection
+    evidence in -1..1) outside the carried object, i.e. an object coming out from
+    behind an occluder; that area is allowed on top, times ``regrow``.
+    """
+    limit = max_growth * max(float((carried > 0.5).sum()), 16.0)
+    if found is not None and regrow > 0:
+        limit += regrow * float(((found > 0.5) & (carried <= 0.5)).sum())
+    return limit
+
+
 class ClassicalEngine(Engine):
     """Weights-free engine: colour model + optical flow / keypoints + graph cut + closed-form matting.
 
@@ -180,6 +194,10 @@ class ClassicalEngine(Engine):
         carried by the flow of the solid object around them, spread over a Gaussian window of
         ``thin_carry`` x sqrt(object area), instead of by the dense flow, which leaves them
         behind (0 = dense flow only).
+    regrow : float
+        Growth onto re-detected reference parts (re-detection evidence > 0.5 outside the carried
+        object) is allowed beyond ``max_growth``, times this factor (0 = not): an object coming
+        out from behind an occluder regains its area in one frame instead of a quarter a frame.
     """
 
     name = "classical"
@@ -210,6 +228,7 @@ class ClassicalEngine(Engine):
         vitmatte: str = DEFAULT_VITMATTE,
         still_tolerance: float = 4.0,
         thin_carry: float = 0.1,
+        regrow: float = 1.0,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -231,7 +250,7 @@ class ClassicalEngine(Engine):
             redetect=float(redetect),
             redetect_window=float(redetect_window),
         )
-        self._params.update(still_tolerance=float(still_tolerance), thin_carry=float(thin_carry))
+        self._params.update(still_tolerance=float(still_tolerance), thin_carry=float(thin_carry), regrow=float(regrow))
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
             self._params.update(refiner=refiner, vitmatte=str(vitmatte))
@@ -356,8 +375,8 @@ class ClassicalEngine(Engine):
             # look-alike background, so demand stronger evidence until the size is plausible
             limit = 3.0 * query.meta["area_fraction"] * mask_small.size
         else:
-            # objects rarely grow by a quarter between two frames: sudden growth is a leak
-            limit = p["max_growth"] * max(float((carried > 0.5).sum()), 16.0)
+            # sudden growth is a leak, unless onto reference parts found again
+            limit = _growth_limit(carried, found, p["max_growth"], p["regrow"])
         if p["max_growth"] > 0:
             for _ in range(6):
                 if mask_small.sum() <= limit:
