@@ -8,7 +8,9 @@ Per frame, in three steps:
 
 1. **Where is the object?** For a frame of an ordered sequence the previous
    alpha is carried to the frame by dense optical flow (OpenCV DIS), trusted
-   where the flow explains the image (photometric check). For a frame with no
+   where the flow explains the image (photometric check); thin parts (antennae,
+   strands) move with the object around them rather than with the dense flow,
+   which is smooth and would leave them behind. For a frame with no
    temporal neighbour (collections, or the first frame after an external
    reference) SIFT matches against the reference give a similarity transform
    that carries the reference alpha instead; without enough matches only
@@ -22,8 +24,9 @@ Per frame, in three steps:
    which it would otherwise erase.
 3. **Matte:** an unknown band around the mask (wider where the fused evidence is
    uncertain) is solved with closed-form matting at full resolution, warm-started
-   from and gently pulled towards the carried alpha where nothing moved, which
-   keeps static edges from flickering.
+   from and gently pulled towards the carried alpha where nothing moved (a small
+   flow and an unchanged image around the pixel), which keeps static edges from
+   flickering.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
 from ..refit import fill_holes_like, refit_segmentation
 from ..segmentation import graph_cut, keep_supported, select_object, thin_relief
+from ..temporal import carry_thin_parts, unchanged
 from ..trimap import band_width, trimap_from_mask
 
 __all__ = ["ClassicalEngine"]
@@ -121,6 +125,20 @@ def _local_colour_log_odds(state, flow: np.ndarray, lab: np.ndarray, carried: np
     return np.where(valid, np.clip(score_fg - score_bg, -6.0, 6.0), 0.0).astype(np.float32)
 
 
+def _growth_limit(carried: np.ndarray, found: np.ndarray | None, max_growth: float, regrow: float) -> float:
+    """Largest plausible object area (pixels) in a frame of a sequence.
+
+    Objects rarely grow by a quarter between two frames: sudden growth is a leak,
+    unless it is onto reference parts found again (``found`` > 0.5, re-detection
+    evidence in -1..1) outside the carried object, i.e. an object coming out from
+    behind an occluder; that area is allowed on top, times ``regrow``.
+    """
+    limit = max_growth * max(float((carried > 0.5).sum()), 16.0)
+    if found is not None and regrow > 0:
+        limit += regrow * float(((found > 0.5) & (carried <= 0.5)).sum())
+    return limit
+
+
 class ClassicalEngine(Engine):
     """Weights-free engine: colour model + optical flow / keypoints + graph cut + closed-form matting.
 
@@ -180,6 +198,19 @@ class ClassicalEngine(Engine):
         casts; 0 = off).
     refit_rounds : int
         ... and the colour model is refitted on the image's own cut this many times at most (0 = off).
+    still_tolerance : float
+        The temporal prior holds a pixel only where the frame itself did not change around it
+        (grey-level change, after a light blur, at which the hold falls to 1/e; 0 = no check):
+        a smooth flow calls thin parts moving over a still background "still".
+    thin_carry : float
+        Thin parts of the previous mask (what a 5 x 5 opening removes: antennae, strands) are
+        carried by the flow of the solid object around them, spread over a Gaussian window of
+        ``thin_carry`` x sqrt(object area), instead of by the dense flow, which leaves them
+        behind (0 = dense flow only).
+    regrow : float
+        Growth onto re-detected reference parts (re-detection evidence > 0.5 outside the carried
+        object) is allowed beyond ``max_growth``, times this factor (0 = not): an object coming
+        out from behind an occluder regains its area in one frame instead of a quarter a frame.
     """
 
     name = "classical"
@@ -212,6 +243,9 @@ class ClassicalEngine(Engine):
         min_inliers: int = 8,
         hue_tolerance: float = 60.0,
         refit_rounds: int = 3,
+        still_tolerance: float = 4.0,
+        thin_carry: float = 0.1,
+        regrow: float = 1.0,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -236,6 +270,9 @@ class ClassicalEngine(Engine):
             min_inliers=int(min_inliers),
             hue_tolerance=float(hue_tolerance),
             refit_rounds=int(refit_rounds),
+            still_tolerance=float(still_tolerance),
+            thin_carry=float(thin_carry),
+            regrow=float(regrow),
         )
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
@@ -322,8 +359,11 @@ class ClassicalEngine(Engine):
         carried_full = None
         if neighbour:
             carried, confidence, flow = self._carry_by_flow(state, gray)
+            carried, confidence = carry_thin_parts(state.mask, state.gray, gray, flow, carried, confidence, p["thin_carry"])
             local = _local_colour_log_odds(state, flow, lab, carried, p["local_window"])
-            carried_full, confidence_full = self._carry_full(state.alpha, flow, confidence, full_hw)
+            # the matting prior holds only what verifiably did not change (see core/temporal.py)
+            held = confidence * unchanged(gray, state.gray, p["still_tolerance"])
+            carried_full, confidence_full = self._carry_full(state.alpha, flow, held, full_hw)
         else:
             carried, confidence = self._carry_by_keypoints(query, gray, small_hw)
             confidence_full = None
@@ -362,8 +402,8 @@ class ClassicalEngine(Engine):
             # look-alike background, so demand stronger evidence until the size is plausible
             limit = 3.0 * query.meta["area_fraction"] * mask_small.size
         else:
-            # objects rarely grow by a quarter between two frames: sudden growth is a leak
-            limit = p["max_growth"] * max(float((carried > 0.5).sum()), 16.0)
+            # sudden growth is a leak, unless onto reference parts found again
+            limit = _growth_limit(carried, found, p["max_growth"], p["regrow"])
         if p["max_growth"] > 0:
             for _ in range(6):
                 if mask_small.sum() <= limit:

@@ -1,0 +1,116 @@
+"""Temporal pieces of video matting: what may be held from the previous frame, and how thin parts move.
+
+Pure numpy / OpenCV functions on working-size arrays; the ``classical`` engine
+(:mod:`napari_iconmat.core.engines.classical`) decides where they go in.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["unchanged", "carry_thin_parts"]
+
+
+def unchanged(gray: np.ndarray, previous: np.ndarray, tolerance: float, radius: int = 2) -> np.ndarray:
+    """How surely each pixel's neighbourhood looks as it did in the previous frame (no motion compensation).
+
+    A small optical flow is not proof that nothing moved: a dense flow is smooth,
+    so fur strands or an antenna moving over a still background get the
+    background's zero flow. The frame difference itself is the proof.
+
+    Parameters
+    ----------
+    gray, previous : (H, W) ndarray of uint8
+        The frame and its predecessor, grey levels 0..255, same shape.
+    tolerance : float
+        Grey-level change (after a light blur that averages sensor noise) at which the
+        weight has fallen to 1/e; <= 0 returns all ones (no check).
+    radius : int
+        The largest change within this many pixels counts (matting windows see neighbours).
+
+    Returns
+    -------
+    (H, W) ndarray of float32 in [0, 1]: 1 = unchanged.
+    """
+    if tolerance <= 0:
+        return np.ones(gray.shape, np.float32)
+    change = np.abs(gray.astype(np.float32) - previous.astype(np.float32))
+    change = cv2.GaussianBlur(change, (0, 0), 1.0)
+    if radius > 0:
+        change = cv2.dilate(change, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+    return np.exp(-((change / tolerance) ** 2)).astype(np.float32)
+
+
+def _thin_parts(inside: np.ndarray) -> np.ndarray:
+    """What a 5 x 5 disk opening removes from a 0/1 uint8 mask: antennae, strands, thin legs."""
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    return inside & (1 - cv2.morphologyEx(inside, cv2.MORPH_OPEN, disk))
+
+
+def carry_thin_parts(
+    prev_mask: np.ndarray,
+    prev_gray: np.ndarray,
+    gray: np.ndarray,
+    flow: np.ndarray,
+    carried: np.ndarray,
+    confidence: np.ndarray,
+    window: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Carry the thin parts of the previous mask with the object they hang on, not with the dense flow.
+
+    A dense flow is smooth over several pixels: on a part 1-4 px wide it follows the
+    background around it, so the part is left behind where it was, a ghost. Here the
+    flow of the object's solid, confidently tracked pixels is spread to their
+    surroundings by normalised convolution (a Gaussian of ``window`` x sqrt(object
+    area)) and the thin parts are carried by that object flow; the solid part keeps
+    the dense carry. On the carried thin parts the trust is the photometric check
+    of the object flow.
+
+    Parameters
+    ----------
+    prev_mask : (h, w) ndarray of float32 in [0, 1]
+        The previous frame's coarse mask.
+    prev_gray, gray : (h, w) ndarray of uint8
+        The previous and the current frame.
+    flow : (h, w, 2) ndarray of float32
+        Backward flow: for each pixel now, the offset to where it was.
+    carried, confidence : (h, w) ndarray of float32 in [0, 1]
+        The dense carry of ``prev_mask`` and its trust.
+    window : float
+        Window of the object flow, a fraction of sqrt(object area); <= 0 changes nothing.
+
+    Returns
+    -------
+    carried, confidence : (h, w) ndarray of float32 in [0, 1]
+        Unchanged when the mask has no thin part or too few trusted solid pixels.
+    """
+    inside = (prev_mask > 0.5).astype(np.uint8)
+    thin = _thin_parts(inside)
+    if window <= 0 or not thin.any():
+        return carried, confidence
+    h, w = gray.shape
+    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    solid = (inside - thin).astype(np.float32)
+    dense_x, dense_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
+    solid_now = cv2.remap(solid, dense_x, dense_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    weight = (confidence * (solid_now > 0.5)).astype(np.float32)
+    if weight.sum() < 16:
+        return carried, confidence
+    sigma = max(3.0, window * np.sqrt(float(inside.sum())))
+    # the object flow is smooth at the scale of sigma: spread it at a reduced size (speed)
+    step = int(np.clip(sigma // 4, 1, 4))
+    small = (max(1, h // step), max(1, w // step))
+    shrink = lambda x: cv2.resize(x, (small[1], small[0]), interpolation=cv2.INTER_AREA)
+    grow = lambda x: cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
+    mass = grow(cv2.GaussianBlur(shrink(weight), (0, 0), sigma / step))
+    moved = grow(cv2.GaussianBlur(shrink(flow * weight[..., None]), (0, 0), sigma / step)) / (mass[..., None] + 1e-6)
+    reached = mass > 1e-3 * float(mass.max())  # too far from any solid pixel: no object flow
+    map_x, map_y = grid_x + moved[..., 0], grid_y + moved[..., 1]
+    thin_now = cv2.remap(thin.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR) * reached
+    warped = cv2.remap(prev_gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    error = cv2.GaussianBlur(np.abs(gray.astype(np.float32) - warped.astype(np.float32)), (0, 0), 1.0)
+    trust = np.exp(-((error / 20.0) ** 2))
+    out = np.maximum(solid_now, thin_now)
+    confidence = np.where(thin_now > solid_now, trust, confidence)
+    return out.astype(np.float32), confidence.astype(np.float32)
