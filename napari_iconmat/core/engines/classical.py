@@ -37,6 +37,7 @@ from ..appearance import ColourModel, fit_colour_model, lab_bins
 from ..engine import Engine, EngineStatus, FrameMatte
 from ..frames import intensity_range, to_rgb_float
 from ..matting import estimate_foreground, solve_alpha
+from ..motion import background_motion, motion_evidence
 from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
@@ -195,6 +196,7 @@ class ClassicalEngine(Engine):
         redetect_window: float = 0.25,
         refiner: str = "closed-form",
         vitmatte: str = DEFAULT_VITMATTE,
+        motion: float = 0.0,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -215,6 +217,7 @@ class ClassicalEngine(Engine):
             reference_veto=float(reference_veto),
             redetect=float(redetect),
             redetect_window=float(redetect_window),
+            motion=float(motion),
         )
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
@@ -325,6 +328,10 @@ class ClassicalEngine(Engine):
             log_odds = log_odds + p["local_weight"] * local
         if found is not None:
             log_odds = log_odds + p["redetect"] * found
+        if neighbour and p["motion"] > 0:  # what moves with the camera is background
+            moves = motion_evidence(flow, carried, confidence)
+            if moves is not None:
+                log_odds += p["motion"] * background_motion(moves, self._model(query).log_odds(bins), carried)
         if carried is not None:
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
             log_odds -= self._distance_penalty(carried, p["margin"])
