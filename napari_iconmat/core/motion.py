@@ -19,7 +19,7 @@ _STEP = 4  # sampling step of the background flow used to fit the camera motion
 _MIN_SAMPLES = 50
 
 
-def motion_evidence(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarray, *, min_motion: float = 1.0, layers: int = 1) -> np.ndarray | None:
+def motion_evidence(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarray, *, min_motion: float = 1.0) -> np.ndarray | None:
     """Per-pixel evidence in -1..1: +1 moves like the object, -1 moves like the background.
 
     Parameters
@@ -30,9 +30,6 @@ def motion_evidence(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarra
         The object mask carried to this frame (what says object and background).
     confidence : (H, W) float32 in 0..1
         Trust in the flow (photometric and forward-backward check); the evidence is scaled by it.
-    layers : int
-        Most background motion layers (homographies) fitted, each to the background flow the
-        previous ones leave unexplained.
     min_motion : float
         Least typical departure (pixels) of the object's flow from the background's motion for
         the cue to say anything; below it object and background move alike.
@@ -51,23 +48,12 @@ def motion_evidence(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarra
         return None
     now = np.stack([xs, ys], axis=1).astype(np.float32)
     before = now + flow[ys, xs]
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
-    residual = None
-    # a scene with depth moves as several planes (ground, far trees): fit one layer, then the next
-    # on what it leaves unexplained; a pixel moves like the background if any layer explains it
-    remaining = np.ones(len(now), bool)
-    for _ in range(layers):
-        if remaining.sum() < max(_MIN_SAMPLES, 0.1 * len(now)):
-            break
-        homography, inliers = cv2.findHomography(now[remaining], before[remaining], cv2.RANSAC, 1.0)
-        if homography is None or inliers is None or inliers.sum() < max(_MIN_SAMPLES, 0.1 * len(now)):
-            break
-        predicted = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), homography).reshape(h, w, 2) - grid
-        layer = np.hypot(*(flow - predicted).transpose(2, 0, 1))
-        residual = layer if residual is None else np.minimum(residual, layer)
-        remaining &= residual[ys, xs] > 1.0
-    if residual is None:
+    homography, _ = cv2.findHomography(now, before, cv2.RANSAC, 1.0)
+    if homography is None:
         return None
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+    predicted = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), homography).reshape(h, w, 2) - grid
+    residual = np.hypot(*(flow - predicted).transpose(2, 0, 1))
     noise = max(float(np.median(residual[background])), 0.1)
     moving = float(np.median(residual[obj]))
     if moving < max(min_motion, 3.0 * noise):
@@ -78,7 +64,7 @@ def motion_evidence(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarra
     return (evidence * confidence).astype(np.float32)
 
 
-def background_motion(evidence: np.ndarray, object_colour: np.ndarray, carried: np.ndarray, *, colour_limit: float = 2.0, reach: float = 0.25) -> np.ndarray:
+def background_motion(evidence: np.ndarray, object_colour: np.ndarray, carried: np.ndarray, *, colour_limit: float = 2.0, reach: float = 0.4) -> np.ndarray:
     """The background half of :func:`motion_evidence` (-1..0), withheld next to the object where colour says object.
 
     Only the background side is used: flow departs from the camera's motion for
@@ -86,11 +72,12 @@ def background_motion(evidence: np.ndarray, object_colour: np.ndarray, carried: 
     the object's edge), but flow the camera's motion explains is background's. Not
     quite: a translucent or fine part of the object (a fin, fur) shows the background
     moving through it. So within ``reach`` x sqrt(object area) of pixels that move
-    like the object, the evidence is scaled down where the reference colours call the
-    pixel object (``object_colour`` log-odds, fully withheld at ``colour_limit``).
-    Leaks farther away (a look-alike patch left behind) get the full evidence.
+    like the object, the evidence is scaled down where colour calls the pixel object
+    (``object_colour`` log-odds, fully withheld at ``colour_limit``). Leaks farther
+    away (a look-alike patch left behind) get the full evidence.
 
-    evidence : (H, W) in -1..1 from :func:`motion_evidence`; object_colour : (H, W) log-odds;
+    evidence : (H, W) in -1..1 from :func:`motion_evidence`; object_colour : (H, W) colour
+    log-odds (the engine passes the larger of the reference's and the local ones);
     carried : (H, W) in 0..1, the carried object mask (for its size).
     """
     background = np.minimum(evidence, 0.0)

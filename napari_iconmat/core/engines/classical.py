@@ -15,6 +15,8 @@ Per frame, in three steps:
    appearance is used. On frames of a sequence the same matches also
    *re-detect* reference parts: each pastes the reference alpha around its
    part, which recovers parts the flow lost and vetoes leaks next to them.
+   Pixels that move with the camera while the object moves otherwise are
+   background (motion cue), which drops leaks left behind on the background.
 2. **Coarse mask:** the carried alpha and the colour log-odds are fused into
    per-pixel log-odds and cut with a contrast-sensitive graph cut (PyMaxflow)
    at a reduced working size; stray components are dropped. The graph cut's
@@ -168,6 +170,11 @@ class ClassicalEngine(Engine):
         (default) or ViTMatte, which needs its weights (``vitmatte``).
     vitmatte : str
         ViTMatte model folder or hub id in the local Hugging Face cache (``refiner='vitmatte'`` only).
+    motion : float
+        Weight of the motion cue on frames of a sequence (0 = off): pixels whose flow the
+        camera's motion (a homography fitted to the background's flow) explains, while the
+        object moves otherwise, are background (:mod:`napari_iconmat.core.motion`); this
+        drops leaks that stay behind with the background.
     """
 
     name = "classical"
@@ -196,7 +203,7 @@ class ClassicalEngine(Engine):
         redetect_window: float = 0.25,
         refiner: str = "closed-form",
         vitmatte: str = DEFAULT_VITMATTE,
-        motion: float = 0.0,
+        motion: float = 8.0,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -331,7 +338,8 @@ class ClassicalEngine(Engine):
         if neighbour and p["motion"] > 0:  # what moves with the camera is background
             moves = motion_evidence(flow, carried, confidence)
             if moves is not None:
-                log_odds += p["motion"] * background_motion(moves, self._model(query).log_odds(bins), carried)
+                colour = np.maximum(self._model(query).log_odds(bins), local)
+                log_odds += p["motion"] * background_motion(moves, colour, carried)
         if carried is not None:
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
             log_odds -= self._distance_penalty(carried, p["margin"])
