@@ -53,10 +53,11 @@ def motion_evidence(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarra
         return None
     grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
     predicted = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), homography).reshape(h, w, 2) - grid
-    residual = np.hypot(*(flow - predicted).transpose(2, 0, 1))
+    # a degenerate fit can send points to infinity: such pixels are simply "not background"
+    residual = np.nan_to_num(np.hypot(*(flow - predicted).transpose(2, 0, 1)), nan=np.inf)
     noise = max(float(np.median(residual[background])), 0.1)
     moving = float(np.median(residual[obj]))
-    if moving < max(min_motion, 3.0 * noise):
+    if not np.isfinite(moving) or not np.isfinite(noise) or moving < max(min_motion, 3.0 * noise):
         return None
     # log-scale step between the background's noise (-1) and the object's typical departure (+1)
     threshold = np.sqrt(noise * moving)
