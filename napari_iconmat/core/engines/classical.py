@@ -17,6 +17,8 @@ Per frame, in three steps:
    appearance is used. On frames of a sequence the same matches also
    *re-detect* reference parts: each pastes the reference alpha around its
    part, which recovers parts the flow lost and vetoes leaks next to them.
+   Pixels that move with the camera while the object moves otherwise are
+   background (motion cue), which drops leaks left behind on the background.
 2. **Coarse mask:** the carried alpha and the colour log-odds are fused into
    per-pixel log-odds and cut with a contrast-sensitive graph cut (PyMaxflow)
    at a reduced working size; stray components are dropped. The graph cut's
@@ -41,6 +43,7 @@ from ..engine import Engine, EngineStatus, FrameMatte
 from ..frames import intensity_range, to_rgb_float
 from ..keypoints import fit_reference_transform, object_keypoints
 from ..matting import estimate_foreground, solve_alpha
+from ..motion import background_motion, motion_evidence
 from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
@@ -211,6 +214,11 @@ class ClassicalEngine(Engine):
         Growth onto re-detected reference parts (re-detection evidence > 0.5 outside the carried
         object) is allowed beyond ``max_growth``, times this factor (0 = not): an object coming
         out from behind an occluder regains its area in one frame instead of a quarter a frame.
+    motion : float
+        Weight of the motion cue on frames of a sequence (0 = off): pixels whose flow the
+        camera's motion (a homography fitted to the background's flow) explains, while the
+        object moves otherwise, are background (:mod:`napari_iconmat.core.motion`); this
+        drops leaks that stay behind with the background.
     """
 
     name = "classical"
@@ -246,6 +254,7 @@ class ClassicalEngine(Engine):
         still_tolerance: float = 4.0,
         thin_carry: float = 0.1,
         regrow: float = 1.0,
+        motion: float = 8.0,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -273,6 +282,7 @@ class ClassicalEngine(Engine):
             still_tolerance=float(still_tolerance),
             thin_carry=float(thin_carry),
             regrow=float(regrow),
+            motion=float(motion),
         )
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
@@ -388,6 +398,11 @@ class ClassicalEngine(Engine):
             log_odds = log_odds + p["local_weight"] * local
         if found is not None:
             log_odds = log_odds + p["redetect"] * found
+        if neighbour and p["motion"] > 0:  # what moves with the camera is background
+            moves = motion_evidence(flow, carried, confidence)
+            if moves is not None:
+                colour = np.maximum(self._model(query).log_odds(bins), local)
+                log_odds += p["motion"] * background_motion(moves, colour, carried)
         if carried is not None:
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
             log_odds -= self._distance_penalty(carried, p["margin"])

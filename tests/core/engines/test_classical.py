@@ -182,3 +182,35 @@ def test_redetection_finds_a_lost_part_and_calls_its_surroundings_background():
     empty[:] = image[0:1, 0:1]
     nothing = engine._redetect(query, (empty.mean(axis=2) + 0.5).astype(np.uint8), carried)
     assert nothing is None or np.abs(nothing).max() < 0.1
+
+
+def test_motion_cue_drops_a_carried_leak_that_moves_with_the_camera():
+    """The camera pans, the object moves on its own; a patch of background wrongly marked on
+    the reference (as if a frame had grown into it) is carried by the flow without the
+    motion cue and dropped with it."""
+    import cv2
+
+    rng = np.random.default_rng(2)
+    h, w = 120, 200
+    world = cv2.GaussianBlur(rng.uniform(40, 140, (h, w + 60, 3)).astype(np.float32), (0, 0), 2)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (30, 30, 3)).astype(np.float32), (0, 0), 1.5)
+    texture[..., 0] = 200 + 0.2 * texture[..., 0]  # red-dominated: the object's colours
+    frames, masks = [], []
+    for t in range(6):
+        pan = 2 * t
+        image = world[:, pan : pan + w].copy()
+        x, y = 40 + 4 * t, 60 - 2 * t
+        image[y : y + 30, x : x + 30] = texture
+        mask = np.zeros((h, w), bool)
+        mask[y : y + 30, x : x + 30] = True
+        frames.append(np.clip(image, 0, 255).astype(np.uint8))
+        masks.append(mask)
+    reference = masks[0].copy()
+    reference[20:40, 150:170] = True  # the leak: background moving with the camera, smaller than the object
+    for motion, keeps_leak in ((0.0, True), (8.0, False)):
+        engine = make_engine("classical", motion=motion)
+        query = engine.encode_reference(frames[0], make_prompt(reference))
+        results = dict(propagate(frames, query, engine, reference_index=0))
+        leak = results[5].alpha[22:38, 142:158].mean()  # where the camera has taken the patch
+        assert (leak > 0.5) == keeps_leak, (motion, leak)
+        assert results[5].alpha[masks[5]].mean() > 0.8

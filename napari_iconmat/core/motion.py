@@ -1,0 +1,91 @@
+"""Motion cue of the classical engine: does a pixel move like the background or like the object?
+
+A tracked object and its background usually move differently (the object moves
+on its own, or the camera follows it over a moving background). The camera's
+motion is fitted as a homography to the optical flow of the background; a pixel
+whose flow the homography explains moves like the background, a pixel whose flow
+departs from it as much as the object's does moves like the object. Pure numpy /
+OpenCV on working-size arrays.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["motion_evidence"]
+
+_STEP = 4  # sampling step of the background flow used to fit the camera motion
+_MIN_SAMPLES = 50
+
+
+def motion_evidence(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarray, *, min_motion: float = 1.0) -> np.ndarray | None:
+    """Per-pixel evidence in -1..1: +1 moves like the object, -1 moves like the background.
+
+    Parameters
+    ----------
+    flow : (H, W, 2) float32
+        Backward optical flow (for each pixel now, the displacement to where it was before).
+    carried : (H, W) float32 in 0..1
+        The object mask carried to this frame (what says object and background).
+    confidence : (H, W) float32 in 0..1
+        Trust in the flow (photometric and forward-backward check); the evidence is scaled by it.
+    min_motion : float
+        Least typical departure (pixels) of the object's flow from the background's motion for
+        the cue to say anything; below it object and background move alike.
+
+    Returns None where the cue is uninformative: too little reliable background or object,
+    no camera-motion fit, or an object that moves like its background.
+    """
+    h, w = carried.shape
+    reliable = confidence > 0.5
+    background = (carried < 0.05) & reliable
+    sample = np.zeros((h, w), bool)
+    sample[::_STEP, ::_STEP] = True
+    ys, xs = np.nonzero(background & sample)
+    obj = (carried > 0.95) & reliable
+    if len(xs) < _MIN_SAMPLES or obj.sum() < _MIN_SAMPLES:
+        return None
+    now = np.stack([xs, ys], axis=1).astype(np.float32)
+    before = now + flow[ys, xs]
+    homography, _ = cv2.findHomography(now, before, cv2.RANSAC, 1.0)
+    if homography is None:
+        return None
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+    predicted = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), homography).reshape(h, w, 2) - grid
+    # a degenerate fit can send points to infinity: such pixels are simply "not background"
+    residual = np.nan_to_num(np.hypot(*(flow - predicted).transpose(2, 0, 1)), nan=np.inf)
+    noise = max(float(np.median(residual[background])), 0.1)
+    moving = float(np.median(residual[obj]))
+    if not np.isfinite(moving) or not np.isfinite(noise) or moving < max(min_motion, 3.0 * noise):
+        return None
+    # log-scale step between the background's noise (-1) and the object's typical departure (+1)
+    threshold = np.sqrt(noise * moving)
+    evidence = np.clip(np.log(np.maximum(residual, 1e-3) / threshold) / np.log(moving / threshold), -1.0, 1.0)
+    return (evidence * confidence).astype(np.float32)
+
+
+def background_motion(evidence: np.ndarray, object_colour: np.ndarray, carried: np.ndarray, *, colour_limit: float = 2.0, reach: float = 0.4) -> np.ndarray:
+    """The background half of :func:`motion_evidence` (-1..0), withheld next to the object where colour says object.
+
+    Only the background side is used: flow departs from the camera's motion for
+    many reasons besides the object (parallax of near things, flow smoothed across
+    the object's edge), but flow the camera's motion explains is background's. Not
+    quite: a translucent or fine part of the object (a fin, fur) shows the background
+    moving through it. So within ``reach`` x sqrt(object area) of pixels that move
+    like the object, the evidence is scaled down where colour calls the pixel object
+    (``object_colour`` log-odds, fully withheld at ``colour_limit``). Leaks farther
+    away (a look-alike patch left behind) get the full evidence.
+
+    evidence : (H, W) in -1..1 from :func:`motion_evidence`; object_colour : (H, W) colour
+    log-odds (the engine passes the larger of the reference's and the local ones);
+    carried : (H, W) in 0..1, the carried object mask (for its size).
+    """
+    background = np.minimum(evidence, 0.0)
+    moving = (evidence > 0.0).astype(np.uint8)
+    if not moving.any():
+        return background.astype(np.float32)
+    radius = max(4.0, reach * np.sqrt(max(float((carried > 0.5).sum()), 1.0)))
+    near = np.clip(1.0 - cv2.distanceTransform(1 - moving, cv2.DIST_L2, 3) / radius, 0.0, 1.0)
+    protect = near * np.clip(object_colour / colour_limit, 0.0, 1.0)
+    return (background * (1.0 - protect)).astype(np.float32)
