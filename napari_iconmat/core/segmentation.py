@@ -10,7 +10,7 @@ import cv2
 import maxflow
 import numpy as np
 
-__all__ = ["graph_cut", "keep_supported", "select_object", "thin_relief"]
+__all__ = ["bound_to_core", "graph_cut", "keep_supported", "select_object", "thin_reach", "thin_relief"]
 
 
 def thin_relief(inside: np.ndarray, factor: float) -> np.ndarray:
@@ -100,3 +100,55 @@ def select_object(mask: np.ndarray, log_odds: np.ndarray, area_fraction: float, 
     keep = score >= 0.5 * best
     keep[0] = False
     return keep[labels]
+
+
+def _opened_parts(mask: np.ndarray, radius: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Connected components (8-connected) of ``mask`` opened by a disk of ``radius``: (count, labels, areas)."""
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, disk)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    return count, labels, stats[:, cv2.CC_STAT_AREA]
+
+
+def thin_reach(reference: np.ndarray, fraction: float = 0.12) -> float:
+    """How far the reference object's thin structures (fur, antennae, legs) reach beyond its thick body.
+
+    The mask is opened by a disk of radius ``fraction`` x sqrt(area) (what remains: the thick
+    parts); returns the 99th percentile of the mask pixels' distance to them, over sqrt(mask
+    area). ``inf`` when nothing remains (an all-thin object: no bound).
+    """
+    area = int(reference.sum())
+    if area == 0:
+        return float("inf")
+    count, labels, _ = _opened_parts(reference, max(1, int(round(fraction * np.sqrt(area)))))
+    if count <= 1:
+        return float("inf")
+    distance = cv2.distanceTransform((labels == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    return float(np.percentile(distance[reference.astype(bool)], 99) / np.sqrt(area))
+
+
+def bound_to_core(mask: np.ndarray, log_odds: np.ndarray, reach: float, *, fraction: float = 0.12, slack: float = 1.3, keep: float = 0.3) -> np.ndarray:
+    """Cut away look-alikes that touch the object through thin structures (fur, strands).
+
+    The mask is opened by a disk of radius ``fraction`` x sqrt(area): thin structures and
+    mottled look-alikes vanish, thick blobs remain. The blobs with at least ``keep`` x the best
+    one's positive evidence (``log_odds``) are the object's body; mask pixels farther from it
+    than ``slack`` x ``reach`` x sqrt(mask area) (:func:`thin_reach` of the reference) are
+    dropped, and what is left is kept where connected to the body. Returns an (h, w) bool mask.
+    """
+    mask = mask.astype(bool)
+    area = int(mask.sum())
+    if area == 0 or not np.isfinite(reach):
+        return mask
+    count, labels, _ = _opened_parts(mask, max(1, int(round(fraction * np.sqrt(area)))))
+    if count <= 1:
+        return mask
+    evidence = np.bincount(labels.ravel(), weights=np.maximum(log_odds, 0).ravel(), minlength=count)
+    evidence[0] = -1.0
+    body = (evidence >= keep * evidence.max())[labels] & (labels > 0)
+    distance = cv2.distanceTransform((~body).astype(np.uint8), cv2.DIST_L2, 3)
+    near = mask & (distance <= slack * reach * np.sqrt(area) + 2.0)
+    n, near_labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=8)
+    touching = np.bincount(near_labels[body], minlength=n) > 0
+    touching[0] = False
+    return touching[near_labels]

@@ -48,7 +48,7 @@ from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
 from ..refit import fill_holes_like, refit_segmentation
-from ..segmentation import graph_cut, keep_supported, select_object, thin_relief
+from ..segmentation import bound_to_core, graph_cut, keep_supported, select_object, thin_reach, thin_relief
 from ..temporal import carry_thin_parts, unchanged
 from ..trimap import band_width, trimap_from_mask
 
@@ -219,6 +219,13 @@ class ClassicalEngine(Engine):
         camera's motion (a homography fitted to the background's flow) explains, while the
         object moves otherwise, are background (:mod:`napari_iconmat.core.motion`); this
         drops leaks that stay behind with the background.
+    reach_slack : float
+        ... and the cut keeps only what lies within this many times the reference's reach of thin
+        parts (fur, antennae) of its thick body, cutting away look-alikes joined through them (0 = off).
+    placed_band : float
+        Frames placed by a keypoint transform: thin, soft parts of the placed reference alpha
+        (strands, antennae), widened by this fraction of sqrt(object area), are left to the
+        matting solve (0 = off).
     """
 
     name = "classical"
@@ -255,6 +262,8 @@ class ClassicalEngine(Engine):
         thin_carry: float = 0.1,
         regrow: float = 1.0,
         motion: float = 8.0,
+        reach_slack: float = 2.0,
+        placed_band: float = 0.01,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -283,6 +292,8 @@ class ClassicalEngine(Engine):
             thin_carry=float(thin_carry),
             regrow=float(regrow),
             motion=float(motion),
+            reach_slack=float(reach_slack),
+            placed_band=float(placed_band),
         )
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
@@ -434,11 +445,16 @@ class ClassicalEngine(Engine):
                 mask_small = select_object(mask_small, log_odds, query.meta["area_fraction"], query.meta["touches_border"])
                 if carried is None and p["refit_rounds"] > 0:
                     mask_small, log_odds = self._refit(query, small, bins, mask_small, model, other, smoothness, log_odds)
+                if carried is None and p["reach_slack"] > 0:
+                    mask_small = self._bound_to_body(query, mask_small, log_odds)
         coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
         uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
 
+        unknown = None
+        if not neighbour and carried is not None and p["placed_band"] > 0:
+            unknown = _resize(self._placed_unknown(carried).astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
         if coarse.any():
-            alpha = self._matte_mask(rgb, coarse, uncertainty, guess=carried_full, confidence=confidence_full)
+            alpha = self._matte_mask(rgb, coarse, uncertainty, guess=carried_full, confidence=confidence_full, unknown=unknown)
         else:
             alpha = np.zeros(full_hw, np.float32)
         foreground = estimate_foreground(rgb, alpha) if with_foreground else None
@@ -577,6 +593,26 @@ class ClassicalEngine(Engine):
         ref_mask = _resize(ref_alpha, _working_size(ref_alpha.shape, p["working_size"])) > 0.5
         return fill_holes_like(mask, ref_mask), (log_odds if refit_odds is None else refit_odds)
 
+    def _placed_unknown(self, carried: np.ndarray) -> np.ndarray:
+        """Thin parts of the reference alpha placed by a keypoint transform that are neither 0 nor 1
+        (strands, antennae, edges), widened by ``placed_band`` x sqrt(object area) for the
+        transform's error: (h, w) bool, left unknown for the matting solve."""
+        soft = ((carried > 0.05) & (carried < 0.95)).astype(np.uint8)
+        # thin parts only (strands, antennae, edges): a wide translucent part (a fin) left unknown
+        # lets the solve fill it with the colours around it
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        soft = soft & (1 - cv2.morphologyEx(soft, cv2.MORPH_OPEN, disk))
+        r = max(1, int(round(self._params["placed_band"] * np.sqrt(max(float((carried > 0.5).sum()), 1.0)))))
+        return cv2.dilate(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+
+    def _bound_to_body(self, query, mask, log_odds):
+        """Collection image without a keypoint transform: look-alikes joined to the object through
+        thin structures cut away (:func:`~napari_iconmat.core.segmentation.bound_to_core`), the
+        thin structures reaching as far beyond the body as the reference's do."""
+        ref_alpha = query.arrays["alpha"]
+        ref_mask = _resize(ref_alpha, _working_size(ref_alpha.shape, self._params["working_size"])) > 0.5
+        return bound_to_core(mask, log_odds, thin_reach(ref_mask), slack=self._params["reach_slack"])
+
     def _redetect(self, query: ReferenceQuery, gray: np.ndarray, carried: np.ndarray):
         """Evidence (-1..1, working size) from the reference's object parts found again in the frame.
 
@@ -657,10 +693,12 @@ class ClassicalEngine(Engine):
             model = refit.blend(fit_colour_model(bins, prompt.foreground, prompt.background), 0.5)
         return mask
 
-    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True) -> np.ndarray:
+    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True, unknown=None) -> np.ndarray:
         width = band_width(mask, fraction=self._params["band"])
         wide = max(3 * width, band_width(mask, fraction=self._params["wide_band"], maximum=32))
         trimap = trimap_from_mask(mask, width=width, uncertainty=uncertainty, wide_width=3 * width)
+        if unknown is not None:
+            trimap[unknown] = 0.5
         prior = prior_weight = None
         if guess is not None and confidence is not None and self._params["temporal"] > 0:
             prior, prior_weight = guess, self._params["temporal"] * confidence
