@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["motion_evidence"]
+__all__ = ["motion_evidence", "background_motion"]
 
 _STEP = 4  # sampling step of the background flow used to fit the camera motion
 _MIN_SAMPLES = 50

@@ -12,9 +12,10 @@ Per frame, in three steps:
    strands) move with the object around them rather than with the dense flow,
    which is smooth and would leave them behind. For a frame with no
    temporal neighbour (collections, or the first frame after an external
-   reference) SIFT matches against the reference give a similarity transform
-   that carries the reference alpha instead; without enough matches only
-   appearance is used. On frames of a sequence the same matches also
+   reference) SIFT matches against the reference and its mirror image give a
+   similarity transform that carries the reference alpha instead; without
+   enough matches only appearance is used: the reference's colours in nearby
+   hues (same-category variants), refitted on the image's own cut (GrabCut-style). On frames of a sequence the same matches also
    *re-detect* reference parts: each pastes the reference alpha around its
    part, which recovers parts the flow lost and vetoes leaks next to them.
    Pixels that move with the camera while the object moves otherwise are
