@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +83,12 @@ def write_alpha_png16(path: str, data: Any, meta: dict) -> list[str]:
 def write_alpha_tiff(path: str, data: Any, meta: dict) -> list[str]:
     """Write an alpha layer as one float32 (T, H, W) TIFF file ``path`` (``.tif`` or ``.tiff``)."""
     from .core.export import export_mattes
+    from .core.io.containers import temp_name
 
     target = Path(os.fspath(path)).expanduser()
     alphas = _alphas(data, meta)
     # The engine's writer assembles OUT/alpha.tif; it is built in a hidden folder, then moved.
-    work = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+    work = temp_name(target)
     try:
         outputs = export_mattes(alphas, work, formats=("tiff",))
         os.replace(outputs["tiff"], target)

@@ -27,6 +27,7 @@ Timestamps: frames keep the presentation times of the input when it is a video
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -110,8 +111,29 @@ def check_encoders(formats) -> None:
             raise InputError(f"format {fmt!r} needs the {codec} encoder, which this PyAV (FFmpeg) build lacks") from None
 
 
-def _temp_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp{target.suffix}")
+def temp_name(path: Path) -> Path:
+    """A hidden temporary name next to ``path``, distinct per write: ``.NAME.<12 hex>.tmp``.
+
+    A crash leaves only dot-files nobody reads as output (``core.cluster`` knows
+    the pattern and removes them).
+    """
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+@contextlib.contextmanager
+def removed_on_failure(tmp: Path, target: Path) -> Iterator[None]:
+    """Around the block that writes ``tmp`` and renames it to ``target``: on any failure ``tmp`` is removed.
+
+    An OSError (a full disk, a missing permission) becomes an InputError naming ``target``.
+    """
+    try:
+        yield
+    except OSError as exc:
+        _remove(tmp)
+        raise InputError(f"cannot write {target}: {_why(exc)}") from exc
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def write_video(
@@ -157,7 +179,7 @@ def write_video(
     name, codec, pix_fmt, options = VIDEO_FORMATS[fmt]
     if fmt == "matte" and deep:
         pix_fmt = "gray16be"
-    tmp = _temp_path(target)
+    tmp = temp_name(target)
     count = 0
     try:
         is_mov = target.suffix == ".mov"
@@ -261,8 +283,8 @@ def write_zarr(
         raise InputError("format 'zarr' needs the zarr package: pip install 'napari-iconmat[zarr]'") from None
 
     indices = sorted(shapes)
-    tmp = _temp_path(target)
-    try:
+    tmp = temp_name(target)
+    with removed_on_failure(tmp, target):
         group = zarr.open_group(store=str(tmp), mode="w")
         group.attrs.update(dict(attributes or {}, frame_indices=indices))
         if len(set(shapes.values())) == 1:
@@ -277,18 +299,12 @@ def write_zarr(
                 frames.create_array(f"{index:05d}", shape=(h, w), chunks=(h, w), dtype="float32")[...] = page
         if target.exists():
             # A directory cannot be replaced in one rename: move the old one aside first.
-            old = _temp_path(target)
+            old = temp_name(target)
             os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-    except OSError as exc:
-        _remove(tmp)
-        raise InputError(f"cannot write {target}: {_why(exc)}") from exc
-    except BaseException:
-        _remove(tmp)
-        raise
     return target
 
 

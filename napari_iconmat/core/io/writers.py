@@ -25,7 +25,6 @@ import importlib.util
 import io
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -33,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .containers import VIDEO_FORMATS, FrameTiming, _remove, _why, check_encoders, write_video, write_zarr
+from .containers import VIDEO_FORMATS, FrameTiming, _remove, _why, check_encoders, removed_on_failure, temp_name, write_video, write_zarr
 from .lock import FolderLock
 from .readers import read_image
 
@@ -527,8 +526,8 @@ class OutputWriter:
                 page = self._float_page(i)
                 yield alpha_to_uint16(page) if dtype == np.uint16 else page
 
-        tmp = _temp_name(self.out_dir / "alpha.tif")
-        try:
+        tmp = temp_name(target)
+        with removed_on_failure(tmp, target):
             with tifffile.TiffWriter(tmp, bigtiff=total > _BIGTIFF_BYTES) as tif:
                 if len(shapes) == 1:
                     ((h, w),) = shapes
@@ -543,12 +542,6 @@ class OutputWriter:
                     for i, page in zip(indices, pages()):
                         tif.write(page, photometric="minisblack", metadata={"frame_index": i})
             os.replace(tmp, target)
-        except OSError as exc:
-            _remove(tmp)
-            raise InputError(f"cannot write {target}: {_why(exc)}") from exc
-        except BaseException:
-            _remove(tmp)
-            raise
 
     def _assemble_zarr(self) -> None:
         target = self.out_dir / "alpha.zarr"
@@ -624,11 +617,6 @@ def _make_dir(directory: Path) -> None:
         raise InputError(f"cannot create output folder {directory}: {_why(exc)}") from exc
 
 
-def _temp_name(path: Path) -> Path:
-    # Hidden and distinct per write: a crash leaves only dot-files nobody reads as output.
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-
-
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a hidden temporary file and a rename.
 
@@ -636,7 +624,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     Raises InputError naming the path when it cannot be written.
     """
     path = Path(path)
-    tmp = _temp_name(path)
+    tmp = temp_name(path)
     try:
         # os.open with 0o666 lets the umask set the permissions (mkstemp would force 0o600).
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
