@@ -397,9 +397,11 @@ class ClassicalEngine(Engine):
 
         log_odds = p["colour_weight"] * model.log_odds(bins)
         found = self._redetect(query, gray, carried) if neighbour and p["redetect"] > 0 else None
+        # what the reference alone says of each colour (the veto and the motion cue read it)
+        reference_colour = self._model(query).log_odds(bins) if neighbour else None
         if neighbour and p["reference_veto"] > 0:
             # the adapted model can learn a leak; colours the reference calls background cannot
-            veto = p["reference_veto"] * np.minimum(self._model(query).log_odds(bins), 0.0)
+            veto = p["reference_veto"] * np.minimum(reference_colour, 0.0)
             # ... but a leak is growth: where the flow confidently carries the object, trust the flow
             # (object parts the reference saw in background colours: eyes, windows, lit fur)
             trusted = confidence * np.clip(carried, 0.0, 1.0)
@@ -413,7 +415,7 @@ class ClassicalEngine(Engine):
         if neighbour and p["motion"] > 0:  # what moves with the camera is background
             moves = motion_evidence(flow, carried, confidence)
             if moves is not None:
-                colour = np.maximum(self._model(query).log_odds(bins), local)
+                colour = np.maximum(reference_colour, local)
                 log_odds += p["motion"] * background_motion(moves, colour, carried)
         if carried is not None:
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
