@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["object_keypoints", "ReferenceTransform", "fit_reference_transform"]
+__all__ = ["object_keypoints", "match_reference", "ReferenceTransform", "fit_reference_transform"]
 
 # Lowe's ratio test, as for re-detection
 RATIO = 0.8
@@ -65,9 +65,27 @@ class ReferenceTransform:
         return cv2.warpAffine(source, self.matrix, (size_hw[1], size_hw[0]), flags=cv2.INTER_LINEAR)
 
 
+def _no_matches() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+
+
+def match_reference(sift, gray: np.ndarray, ref_points: np.ndarray, ref_descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SIFT matches (Lowe's ratio test) of the reference's object keypoints in ``gray``.
+
+    Returns the matched reference points and frame points, two (N, 2) float32 arrays
+    (N = 0 when the reference or the frame has fewer than 4 keypoints).
+    """
+    if len(ref_points) < 4:
+        return _no_matches()
+    keypoints, descriptors = sift.detectAndCompute(gray, None)
+    if descriptors is None or len(keypoints) < 4:
+        return _no_matches()
+    return _matches(ref_points, ref_descriptors, keypoints, descriptors)
+
+
 def _matches(ref_points, ref_descriptors, keypoints, descriptors) -> tuple[np.ndarray, np.ndarray]:
     if len(ref_points) < 4:
-        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+        return _no_matches()
     pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(ref_descriptors, descriptors, k=2)
     good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
     src = np.array([ref_points[m.queryIdx] for m in good], np.float32).reshape(-1, 2)

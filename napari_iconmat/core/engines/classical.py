@@ -42,7 +42,7 @@ import numpy as np
 from ..appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins
 from ..engine import Engine, EngineStatus, FrameMatte
 from ..frames import intensity_range, to_rgb_float
-from ..keypoints import fit_reference_transform, object_keypoints
+from ..keypoints import fit_reference_transform, match_reference, object_keypoints
 from ..matting import estimate_foreground, solve_alpha
 from ..motion import background_motion, motion_evidence
 from ..prompt import Prompt
@@ -485,6 +485,11 @@ class ClassicalEngine(Engine):
         return _Track(arrays["gray"], arrays["lab"], arrays["mask"], arrays["alpha"], model)
 
     # ------------------------------------------------------------------ pieces
+    def _reference_alpha_small(self, query: ReferenceQuery) -> np.ndarray:
+        """The reference alpha at working size, (h, w) float32."""
+        alpha = query.arrays["alpha"]
+        return _resize(alpha, _working_size(alpha.shape, self._params["working_size"]))
+
     def _model(self, query: ReferenceQuery) -> ColourModel:
         return ColourModel(query.arrays["colour_fg"], query.arrays["colour_bg"])
 
@@ -550,35 +555,13 @@ class ClassicalEngine(Engine):
         still = np.exp(-np.hypot(flow_full[..., 0] * scale_x, flow_full[..., 1] * scale_y) ** 2 / 0.5)
         return carried, (_resize(confidence, full_hw, cv2.INTER_LINEAR) * still).astype(np.float32)
 
-    def _match_reference(self, query: ReferenceQuery, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """SIFT matches (Lowe's ratio test) of the reference's object keypoints in ``gray``.
-
-        Returns the matched reference points and frame points, two (N, 2) float32
-        arrays (N = 0 when the reference or the frame has fewer than 4 keypoints).
-        """
-        none = np.zeros((0, 2), np.float32)
-        ref_points = query.arrays["keypoints"]
-        if len(ref_points) < 4:
-            return none, none
-        keypoints, descriptors = self._sift.detectAndCompute(gray, None)
-        if descriptors is None or len(keypoints) < 4:
-            return none, none
-        pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(query.arrays["descriptors"], descriptors, k=2)
-        good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
-        if not good:
-            return none, none
-        src = ref_points[[m.queryIdx for m in good]].astype(np.float32)
-        dst = np.array([keypoints[m.trainIdx].pt for m in good], np.float32)
-        return src, dst
-
     def _carry_by_keypoints(self, query: ReferenceQuery, gray: np.ndarray, small_hw):
         sets = [(query.arrays["keypoints"], query.arrays["descriptors"], False)]
         sets.append((query.arrays["keypoints_mirrored"], query.arrays["descriptors_mirrored"], True))
         transform = fit_reference_transform(self._sift, gray, sets, min_inliers=self._params["min_inliers"])
         if transform is None:
             return None, None
-        ref_alpha_full = query.arrays["alpha"]
-        ref_alpha = _resize(ref_alpha_full, _working_size(ref_alpha_full.shape, self._params["working_size"]))
+        ref_alpha = self._reference_alpha_small(query)
         carried = transform.warp(ref_alpha, small_hw)
         trust = min(1.0, transform.inliers / 30.0) * self._params["keypoint_trust"]
         return carried, np.full(small_hw, trust, np.float32)
@@ -592,8 +575,7 @@ class ClassicalEngine(Engine):
             small, bins, mask, model, other, colour_weight=p["colour_weight"], smoothness=smoothness,
             area_fraction=query.meta["area_fraction"], touches_border=query.meta["touches_border"], rounds=p["refit_rounds"],
         )  # fmt: skip
-        ref_alpha = query.arrays["alpha"]
-        ref_mask = _resize(ref_alpha, _working_size(ref_alpha.shape, p["working_size"])) > 0.5
+        ref_mask = self._reference_alpha_small(query) > 0.5
         return fill_holes_like(mask, ref_mask), (log_odds if refit_odds is None else refit_odds)
 
     def _placed_unknown(self, carried: np.ndarray) -> np.ndarray:
@@ -612,8 +594,7 @@ class ClassicalEngine(Engine):
         """Collection image without a keypoint transform: look-alikes joined to the object through
         thin structures cut away (:func:`~napari_iconmat.core.segmentation.bound_to_core`), the
         thin structures reaching as far beyond the body as the reference's do."""
-        ref_alpha = query.arrays["alpha"]
-        ref_mask = _resize(ref_alpha, _working_size(ref_alpha.shape, self._params["working_size"])) > 0.5
+        ref_mask = self._reference_alpha_small(query) > 0.5
         return bound_to_core(mask, log_odds, thin_reach(ref_mask), slack=self._params["reach_slack"])
 
     def _redetect(self, query: ReferenceQuery, gray: np.ndarray, carried: np.ndarray):
@@ -630,11 +611,11 @@ class ClassicalEngine(Engine):
         area = float(inside.sum())
         if area < 16:
             return None
-        ref_matched, frame_matched = self._match_reference(query, gray)
+        ref_matched, frame_matched = match_reference(self._sift, gray, query.arrays["keypoints"], query.arrays["descriptors"])
         if not len(ref_matched):
             return None
         h, w = gray.shape
-        ref_alpha = _resize(query.arrays["alpha"], _working_size(query.arrays["alpha"].shape, self._params["working_size"]))
+        ref_alpha = self._reference_alpha_small(query)
         ref_area = max(float((ref_alpha > 0.5).sum()), 16.0)
         scale = float(np.clip(np.sqrt(area / ref_area), 0.5, 2.0))
         distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
