@@ -10,7 +10,15 @@ import cv2
 import maxflow
 import numpy as np
 
-__all__ = ["bound_to_core", "graph_cut", "keep_supported", "select_object", "thin_reach", "thin_relief"]
+__all__ = ["bound_to_core", "graph_cut", "keep_supported", "select_object", "thin_parts", "thin_reach", "thin_relief"]
+
+_DISK5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+
+def thin_parts(mask: np.ndarray) -> np.ndarray:
+    """What a 5 x 5 disk opening removes from a mask (antennae, strands, thin legs): (H, W) uint8 0/1."""
+    mask_u8 = mask.astype(np.uint8)
+    return mask_u8 & (1 - cv2.morphologyEx(mask_u8, cv2.MORPH_OPEN, _DISK5))
 
 
 def thin_relief(inside: np.ndarray, factor: float) -> np.ndarray:
@@ -20,10 +28,7 @@ def thin_relief(inside: np.ndarray, factor: float) -> np.ndarray:
     graph cut's boundary cost outweighs any unary evidence and erases them; a lower
     pairwise weight there lets the carried evidence keep them.
     """
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    mask_u8 = inside.astype(np.uint8)
-    thin = mask_u8 & (1 - cv2.morphologyEx(mask_u8, cv2.MORPH_OPEN, disk))
-    near = cv2.dilate(thin, disk) > 0
+    near = cv2.dilate(thin_parts(inside), _DISK5) > 0
     return np.where(near, factor, 1.0).astype(np.float32)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .segmentation import thin_parts
+
 __all__ = ["unchanged", "carry_thin_parts"]
 
 
@@ -40,12 +42,6 @@ def unchanged(gray: np.ndarray, previous: np.ndarray, tolerance: float, radius: 
     if radius > 0:
         change = cv2.dilate(change, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
     return np.exp(-((change / tolerance) ** 2)).astype(np.float32)
-
-
-def _thin_parts(inside: np.ndarray) -> np.ndarray:
-    """What a 5 x 5 disk opening removes from a 0/1 uint8 mask: antennae, strands, thin legs."""
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    return inside & (1 - cv2.morphologyEx(inside, cv2.MORPH_OPEN, disk))
 
 
 def carry_thin_parts(
@@ -86,7 +82,7 @@ def carry_thin_parts(
         Unchanged when the mask has no thin part or too few trusted solid pixels.
     """
     inside = (prev_mask > 0.5).astype(np.uint8)
-    thin = _thin_parts(inside)
+    thin = thin_parts(inside)
     if window <= 0 or not thin.any():
         return carried, confidence
     h, w = gray.shape

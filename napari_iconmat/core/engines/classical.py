@@ -49,7 +49,7 @@ from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
 from ..refit import fill_holes_like, refit_segmentation
-from ..segmentation import bound_to_core, graph_cut, keep_supported, select_object, thin_reach, thin_relief
+from ..segmentation import bound_to_core, graph_cut, keep_supported, select_object, thin_parts, thin_reach, thin_relief
 from ..temporal import carry_thin_parts, unchanged
 from ..trimap import band_width, trimap_from_mask
 
@@ -585,8 +585,7 @@ class ClassicalEngine(Engine):
         soft = ((carried > 0.05) & (carried < 0.95)).astype(np.uint8)
         # thin parts only (strands, antennae, edges): a wide translucent part (a fin) left unknown
         # lets the solve fill it with the colours around it
-        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-        soft = soft & (1 - cv2.morphologyEx(soft, cv2.MORPH_OPEN, disk))
+        soft = thin_parts(soft)
         r = max(1, int(round(self._params["placed_band"] * np.sqrt(max(float((carried > 0.5).sum()), 1.0)))))
         return cv2.dilate(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
 
