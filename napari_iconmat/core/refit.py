@@ -96,12 +96,18 @@ def holes(mask: np.ndarray) -> np.ndarray:
     return enclosed[labels]
 
 
-def fill_holes_like(mask: np.ndarray, reference: np.ndarray, tolerance: float = 0.01) -> np.ndarray:
+def fill_holes_like(mask: np.ndarray, reference: np.ndarray, tolerance: float = 0.01, thin: float = 0.03) -> np.ndarray:
     """``mask`` with its holes filled when the reference object has none (none above ``tolerance`` of its area).
 
     A hole-free reference object is hole-free in other images too; holes there are object
-    parts whose colour the model does not know (markings, eyes, shadows).
+    parts whose colour the model does not know (markings, eyes, shadows). The reference is
+    judged on its thick parts (opened by a disk of ``thin`` x sqrt(area)): the gaps between
+    fur strands or hairs of a mask are no holes of the object.
     """
+    radius = int(round(thin * np.sqrt(max(int(reference.sum()), 1))))
+    if radius >= 1:
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        reference = cv2.morphologyEx(reference.astype(np.uint8), cv2.MORPH_OPEN, disk) > 0
     ref_holes = holes(reference)
     if ref_holes.sum() > tolerance * max(int(reference.sum()), 1):
         return mask

@@ -58,6 +58,24 @@ def test_holes_are_filled_only_when_the_reference_has_none():
     assert fill_holes_like(notch, solid).sum() == notch.sum()
 
 
+def test_gaps_between_strands_of_the_reference_are_no_holes():
+    """A body with a comb of 1 px strands joined at their tips: the gaps between strands are
+    enclosed, yet the object has no hole; a ring with a thick rim still has one."""
+    furry = np.zeros((80, 80), bool)
+    furry[20:60, 20:50] = True
+    furry[20:60, 50:66:2] = True  # strands, one pixel apart
+    furry[20:22, 50:66] = furry[58:60, 50:66] = True  # joined at both ends: the gaps are enclosed
+    assert holes(furry).sum() > 0.01 * furry.sum()
+    ring = np.zeros((40, 40), bool)
+    ring[5:35, 5:35] = True
+    ring[15:25, 15:25] = False
+    assert fill_holes_like(ring, furry)[15:25, 15:25].all()
+    thick_ring = np.zeros((80, 80), bool)
+    thick_ring[10:70, 10:70] = True
+    thick_ring[30:50, 30:50] = False
+    assert not fill_holes_like(ring, thick_ring)[15:25, 15:25].any()
+
+
 def test_refit_recovers_object_colours_the_prior_does_not_know():
     """A two-colour object; the prior knows one colour; its own cut teaches the other."""
     rng = np.random.default_rng(0)
