@@ -11,7 +11,7 @@ import numpy as np
 
 from .segmentation import thin_parts
 
-__all__ = ["unchanged", "carry_thin_parts"]
+__all__ = ["unchanged", "carry_thin_parts", "object_motion", "carry_thin_alpha"]
 
 
 def unchanged(gray: np.ndarray, previous: np.ndarray, tolerance: float, radius: int = 2) -> np.ndarray:
@@ -110,3 +110,76 @@ def carry_thin_parts(
     out = np.maximum(solid_now, thin_now)
     confidence = np.where(thin_now > solid_now, trust, confidence)
     return out.astype(np.float32), confidence.astype(np.float32)
+
+
+def object_motion(carried: np.ndarray, confidence: np.ndarray, flow: np.ndarray, *, step: int = 3, threshold: float = 1.0):
+    """The object's motion as one similarity transform, fitted (RANSAC) to the flow of its solid, trusted pixels.
+
+    Parameters
+    ----------
+    carried, confidence : (h, w) ndarray of float32 in [0, 1]
+        The object carried into this frame and the flow's trust there.
+    flow : (h, w, 2) ndarray of float32
+        Backward flow: for each pixel now, the offset to where it was.
+    step, threshold
+        Sampling stride and RANSAC threshold, in pixels.
+
+    Returns
+    -------
+    (2, 3) ndarray of float64 mapping the previous frame's pixels to this frame's, or None when
+    fewer than half of the samples (or fewer than 20) move together: no single motion.
+    """
+    solid = cv2.erode((carried > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    solid &= confidence > 0.5
+    ys, xs = np.nonzero(solid[::step, ::step])
+    if len(xs) < 20:
+        return None
+    ys, xs = ys * step, xs * step
+    now = np.stack([xs, ys], 1).astype(np.float32)
+    before = now + flow[ys, xs]
+    matrix, inliers = cv2.estimateAffinePartial2D(before, now, method=cv2.RANSAC, ransacReprojThreshold=threshold)
+    if matrix is None or inliers is None or inliers.sum() < max(20, 0.5 * len(xs)):
+        return None
+    return matrix
+
+
+def carry_thin_alpha(prev_alpha: np.ndarray, motion: np.ndarray, working_hw, *, level: float = 0.1, grow: int = 2):
+    """The thin parts of the previous alpha (antennae, strands), carried by the object's motion.
+
+    A dense flow leaves 1-2 px structures behind, and the graph cut detaches them from the
+    body; moved with the whole object instead (:func:`object_motion`), they land where
+    the matting solve can find them again.
+
+    Parameters
+    ----------
+    prev_alpha : (H, W) ndarray of float32 in [0, 1]
+        The previous frame's alpha at full size.
+    motion : (2, 3) ndarray
+        :func:`object_motion`, at working size ``working_hw`` (h, w).
+    level : float
+        Alpha above which the previous alpha counts as object; its thin parts are what a
+        5 x 5 opening removes.
+    grow : int
+        The region is this many pixels wider than the carried thin parts.
+
+    Returns
+    -------
+    alpha : (H, W) ndarray of float32 in [0, 1]
+        The carried alpha of the thin parts (0 elsewhere).
+    region : (H, W) ndarray of bool
+        Where they are, ``grow`` pixels wider.
+    """
+    h, w = prev_alpha.shape
+    thin = thin_parts(prev_alpha > level)
+    if not thin.any():
+        return np.zeros((h, w), np.float32), np.zeros((h, w), bool)
+    sx, sy = w / working_hw[1], h / working_hw[0]
+    to_full = np.array([[sx, 0.0, 0.5 * (sx - 1)], [0.0, sy, 0.5 * (sy - 1)], [0.0, 0.0, 1.0]])
+    full = to_full @ np.vstack([motion, [0.0, 0.0, 1.0]]) @ np.linalg.inv(to_full)
+    near = cv2.dilate(thin, np.ones((3, 3), np.uint8)).astype(np.float32)
+    alpha = cv2.warpAffine(prev_alpha * near, full[:2], (w, h), flags=cv2.INTER_LINEAR)
+    region = alpha > level
+    if grow > 0:
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        region = cv2.dilate(region.astype(np.uint8), disk) > 0
+    return alpha.astype(np.float32), region

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from napari_iconmat.core.temporal import carry_thin_parts, unchanged
+from napari_iconmat.core.temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
 
 
 def _texture(h=64, w=96, seed=0):
@@ -93,3 +93,56 @@ def test_growth_onto_re_detected_parts_is_not_capped_as_a_leak():
     assert _growth_limit(carried, found, 1.25, 0.0) == 500.0
     found[10:30, 10:30] = 1.0  # found again inside the carried object: no extra allowance
     assert _growth_limit(carried, found, 1.25, 1.0) == 800.0
+
+
+def _flow_of(matrix, h=64, w=96):
+    """Backward flow of a (2, 3) motion: for each pixel now, the offset to where it was."""
+    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    inverse = cv2.invertAffineTransform(matrix)
+    before_x = inverse[0, 0] * grid_x + inverse[0, 1] * grid_y + inverse[0, 2]
+    before_y = inverse[1, 0] * grid_x + inverse[1, 1] * grid_y + inverse[1, 2]
+    return np.stack([before_x - grid_x, before_y - grid_y], -1).astype(np.float32)
+
+
+def test_object_motion_recovers_a_rotation_and_shift_and_refuses_disagreeing_halves():
+    matrix = cv2.getRotationMatrix2D((40.0, 30.0), 8.0, 1.05)
+    matrix[:, 2] += (3.0, -2.0)
+    carried = np.zeros((64, 96), np.float32)
+    carried[10:50, 15:70] = 1.0
+    confidence = np.ones_like(carried)
+    found = object_motion(carried, confidence, _flow_of(matrix))
+    assert found is not None and np.abs(found - matrix).max() < 0.05
+    # three parts moving three ways: no one motion moves half of the object
+    flow = np.zeros((64, 96, 2), np.float32)
+    flow[:, :33, 0] = -5.0
+    flow[:, 33:52, 1] = -5.0
+    flow[:, 52:, 0] = 5.0
+    assert object_motion(carried, confidence, flow) is None
+    # too little trusted solid object
+    assert object_motion(carried, np.zeros_like(confidence), _flow_of(matrix)) is None
+
+
+def test_thin_parts_of_the_alpha_are_carried_by_the_object_motion_and_nothing_else():
+    before = _object(0)  # square body and a 2 px antenna
+    shift = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 6.0]])
+    alpha, region = carry_thin_alpha(before, shift, before.shape, grow=2)
+    after = _object(6)
+    antenna = np.zeros_like(after, bool)
+    antenna[31:33, 46:64] = True
+    assert alpha[antenna].mean() > 0.9  # the antenna, where the object took it
+    assert alpha[25:27, 46:64].max() == 0  # not where it was
+    assert alpha[24:40, 22:40].max() == 0  # the body is not a thin part
+    assert region[antenna].all() and region[29, 50] and region[34, 50] and not region[28, 50]  # 2 px wider
+    # at another working size the motion is rescaled to the full-size alpha
+    half = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 3.0]])
+    alpha_half, _ = carry_thin_alpha(before, half, (32, 48), grow=2)
+    assert alpha_half[antenna].mean() > 0.9
+    # a solid disk: at most a few rim pixels that the opening shaves off, nothing inside
+    solid = np.zeros_like(before)
+    cv2.circle(solid, (30, 30), 15, 1.0, -1)
+    alpha, _ = carry_thin_alpha(solid, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), solid.shape)
+    rim = solid.astype(bool) & ~(cv2.erode(solid, np.ones((3, 3), np.uint8)) > 0)
+    assert alpha[~rim].max() == 0 and (alpha > 0).sum() < 0.05 * solid.sum()
+    empty = np.zeros_like(before)
+    alpha, region = carry_thin_alpha(empty, shift, empty.shape)
+    assert not alpha.any() and not region.any()

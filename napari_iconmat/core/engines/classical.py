@@ -50,7 +50,7 @@ from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
 from ..refit import fill_holes_like, refit_segmentation
 from ..segmentation import bound_to_core, graph_cut, keep_supported, select_object, thin_parts, thin_reach, thin_relief
-from ..temporal import carry_thin_parts, unchanged
+from ..temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
 from ..trimap import band_width, trimap_from_mask
 
 __all__ = ["ClassicalEngine"]
@@ -227,6 +227,11 @@ class ClassicalEngine(Engine):
         Frames placed by a keypoint transform: thin, soft parts of the placed reference alpha
         (strands, antennae), widened by this fraction of sqrt(object area), are left to the
         matting solve (0 = off).
+    thin_matte : int
+        Frames of a sequence: thin parts of the previous alpha (antennae, strands), moved with
+        the whole object (a similarity fitted to its flow), are left to the matting solve, this
+        many pixels wider, without the temporal hold, where they lie beyond the unknown band
+        of the coarse mask (which tends to drop them); 0 = off.
     """
 
     name = "classical"
@@ -265,6 +270,7 @@ class ClassicalEngine(Engine):
         motion: float = 8.0,
         reach_slack: float = 2.0,
         placed_band: float = 0.01,
+        thin_matte: int = 2,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -295,6 +301,7 @@ class ClassicalEngine(Engine):
             motion=float(motion),
             reach_slack=float(reach_slack),
             placed_band=float(placed_band),
+            thin_matte=int(thin_matte),
         )
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
@@ -379,6 +386,7 @@ class ClassicalEngine(Engine):
         model = state.model if neighbour else self._model(query).with_scene(bins)
 
         carried_full = None
+        thin_carried = None
         if neighbour:
             carried, confidence, flow = self._carry_by_flow(state, gray)
             carried, confidence = carry_thin_parts(state.mask, state.gray, gray, flow, carried, confidence, p["thin_carry"])
@@ -386,6 +394,10 @@ class ClassicalEngine(Engine):
             # the matting prior holds only what verifiably did not change (see core/temporal.py)
             held = confidence * unchanged(gray, state.gray, p["still_tolerance"])
             carried_full, confidence_full = self._carry_full(state.alpha, flow, held, full_hw)
+            if p["thin_matte"] > 0:
+                object_moved = object_motion(carried, confidence, flow)
+                if object_moved is not None:
+                    thin_carried = carry_thin_alpha(state.alpha, object_moved, small_hw, grow=p["thin_matte"])
         else:
             carried, confidence = self._carry_by_keypoints(query, gray, small_hw)
             confidence_full = None
@@ -454,6 +466,8 @@ class ClassicalEngine(Engine):
         uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
 
         unknown = None
+        if thin_carried is not None:
+            unknown, carried_full, confidence_full = self._thin_unknown(coarse, *thin_carried, carried_full, confidence_full)
         if not neighbour and carried is not None and p["placed_band"] > 0:
             unknown = _resize(self._placed_unknown(carried).astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
         if coarse.any():
@@ -577,6 +591,19 @@ class ClassicalEngine(Engine):
         )  # fmt: skip
         ref_mask = self._reference_alpha_small(query) > 0.5
         return fill_holes_like(mask, ref_mask), (log_odds if refit_odds is None else refit_odds)
+
+    def _thin_unknown(self, coarse, thin_alpha, region, carried_full, confidence_full):
+        """Where the thin parts carried by the object's motion are left to the matting solve:
+        beyond 3x the unknown band of the coarse mask (closer, the band and its widening see
+        to them). There the solve starts from them, and the temporal hold is dropped: it would
+        keep the ghost the dense flow left behind. Returns the (H, W) bool region, the solve's
+        starting alpha and the hold's weight."""
+        width = band_width(coarse, fraction=self._params["band"])
+        beyond = cv2.distanceTransform((~coarse).astype(np.uint8), cv2.DIST_L2, 3) > 3 * width
+        region = region & beyond
+        on = region & (thin_alpha > 0.1)
+        guess = np.where(on, thin_alpha, carried_full).astype(np.float32)
+        return region, guess, np.where(on, 0.0, confidence_full).astype(np.float32)
 
     def _placed_unknown(self, carried: np.ndarray) -> np.ndarray:
         """Thin parts of the reference alpha placed by a keypoint transform that are neither 0 nor 1

@@ -214,3 +214,23 @@ def test_motion_cue_drops_a_carried_leak_that_moves_with_the_camera():
         leak = results[5].alpha[22:38, 142:158].mean()  # where the camera has taken the patch
         assert (leak > 0.5) == keeps_leak, (motion, leak)
         assert results[5].alpha[masks[5]].mean() > 0.8
+
+
+def test_thin_parts_carried_by_the_object_motion_are_matted_again():
+    """Antennae and strands of the synthetic creature (1-2 px), over its first frames: left to
+    the matting solve where the object's motion takes them, their error falls by about a
+    quarter (measured 0.20 -> 0.14 at this size)."""
+    import itertools
+
+    from napari_iconmat.core.segmentation import thin_parts
+
+    frames = list(itertools.islice(synth_video(n_frames=40, size=(320, 180), seed=0), 5))
+    errors = {}
+    for thin_matte in (0, 2):
+        engine = make_engine("classical", thin_matte=thin_matte)
+        query = engine.encode_reference(frames[0].image, make_prompt(frames[0].alpha > 0.5))
+        results = dict(propagate([f.image for f in frames], query, engine, reference_index=0))
+        errors[thin_matte] = np.mean(
+            [np.abs(results[i].alpha - f.alpha)[thin_parts(f.alpha > 0.1) > 0].mean() for i, f in enumerate(frames) if i]
+        )
+    assert errors[2] < 0.85 * errors[0], errors
