@@ -64,6 +64,25 @@ class ReferenceTransform:
         source = ref_alpha[:, ::-1].copy() if self.mirrored else ref_alpha
         return cv2.warpAffine(source, self.matrix, (size_hw[1], size_hw[0]), flags=cv2.INTER_LINEAR)
 
+    def warp_full(self, ref_alpha: np.ndarray, ref_working_hw, frame_working_hw, size_hw) -> np.ndarray:
+        """The reference alpha at its own size placed in a frame of ``size_hw``: (h, w) float32.
+
+        The transform was fitted between working sizes (``ref_working_hw`` for the reference,
+        ``frame_working_hw`` for the frame); both ends are rescaled, so that a full-size
+        reference alpha lands sharp in the full-size frame.
+        """
+        source = ref_alpha[:, ::-1].copy() if self.mirrored else ref_alpha
+        to_working = _rescaling(ref_alpha.shape[:2], ref_working_hw)
+        to_frame = _rescaling(frame_working_hw, size_hw)
+        matrix = to_frame @ np.vstack([self.matrix, [0.0, 0.0, 1.0]]) @ to_working
+        return cv2.warpAffine(source, matrix[:2], (size_hw[1], size_hw[0]), flags=cv2.INTER_LINEAR)
+
+
+def _rescaling(from_hw, to_hw) -> np.ndarray:
+    """(3, 3) map of pixel centres of an image of ``from_hw`` to the same image resized to ``to_hw``."""
+    sx, sy = to_hw[1] / from_hw[1], to_hw[0] / from_hw[0]
+    return np.array([[sx, 0.0, 0.5 * (sx - 1)], [0.0, sy, 0.5 * (sy - 1)], [0.0, 0.0, 1.0]])
+
 
 def _no_matches() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)

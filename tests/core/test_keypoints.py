@@ -89,3 +89,19 @@ def test_a_query_from_before_the_mirrored_keypoints_is_refused(tmp_path):
     old.save(tmp_path / "old.npz")
     with pytest.raises(QueryMismatchError, match="engine_version.*re-encode"):
         load_query(tmp_path / "old.npz", expected=query.signature)
+
+
+def test_a_transform_fitted_at_working_size_places_the_full_size_alpha_sharp():
+    from napari_iconmat.core.keypoints import ReferenceTransform
+
+    alpha = np.zeros((200, 300), np.float32)
+    alpha[50:90, 60:130] = 1.0
+    alpha[70, 130:160] = 0.5  # a 1 px strand: would be blurred by a working-size placement
+    shift = ReferenceTransform(np.array([[1.0, 0, 10.0], [0, 1.0, 5.0]], np.float32), 30, False)
+    placed = shift.warp_full(alpha, (100, 150), (100, 150), (200, 300))
+    expected = np.zeros_like(alpha)
+    expected[60:100, 80:150] = 1.0
+    expected[80, 150:180] = 0.5
+    assert np.abs(placed - expected).max() < 1e-5  # 10, 5 working pixels = 20, 10 full-size pixels
+    mirrored = ReferenceTransform(np.array([[1.0, 0, 0.0], [0, 1.0, 0.0]], np.float32), 30, True)
+    assert np.abs(mirrored.warp_full(alpha, (100, 150), (100, 150), (200, 300)) - alpha[:, ::-1]).max() < 1e-5

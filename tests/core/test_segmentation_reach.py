@@ -53,14 +53,24 @@ def test_bound_to_core_cuts_a_look_alike_joined_through_a_strand_and_keeps_the_s
     assert np.array_equal(bound_to_core(mask, log_odds, float("inf")), mask)
 
 
-def test_placed_unknown_marks_thin_soft_parts_not_wide_translucent_ones():
-    from napari_iconmat.core.engines.classical import ClassicalEngine
+def test_placed_soft_parts_are_left_to_the_solve_which_starts_from_them():
+    """An image placed by a keypoint transform: the soft parts of the placed reference alpha (a half
+    covered antenna, a translucent fin) are unknown, one pixel wider, and the solve starts from the
+    placed alpha there; the solid body is neither."""
+    from types import SimpleNamespace
 
-    carried = np.zeros((100, 140), np.float32)
-    carried[_disk(carried.shape, (50, 50), 20)] = 1.0
-    carried[_line(carried.shape, (70, 50), (110, 20))] = 0.5  # an antenna, half covered
-    carried[60:90, 95:130] = 0.5  # a translucent fin
-    unknown = ClassicalEngine(placed_band=0.01)._placed_unknown(carried)
-    assert unknown[_line(carried.shape, (75, 46), (105, 24))].all()
-    assert not unknown[68:82, 103:122].any()
-    assert not unknown[45:55, 45:55].any()
+    from napari_iconmat.core.engines.classical import ClassicalEngine
+    from napari_iconmat.core.keypoints import ReferenceTransform
+
+    alpha = np.zeros((100, 140), np.float32)
+    body = _disk(alpha.shape, (50, 50), 20)
+    alpha[body] = 1.0
+    alpha[_line(alpha.shape, (70, 50), (110, 20))] = 0.5  # an antenna, half covered
+    alpha[60:90, 95:130] = 0.4  # a translucent fin
+    query = SimpleNamespace(arrays={"alpha": alpha})
+    identity = ReferenceTransform(np.array([[1.0, 0, 0], [0, 1.0, 0]], np.float32), 30, False)
+    region, guess = ClassicalEngine(placed_soft=1)._placed_soft(query, identity, alpha.shape, body)
+    assert region[_line(alpha.shape, (75, 46), (105, 24))].all()
+    assert region[60:90, 95:130].all() and region[59, 110] and not region[57, 110]
+    assert np.allclose(guess[62:88, 97:128], 0.4)
+    assert not region[40:60, 40:60].any() and guess[40:60, 40:60].min() > 0.99

@@ -223,10 +223,10 @@ class ClassicalEngine(Engine):
     reach_slack : float
         ... and the cut keeps only what lies within this many times the reference's reach of thin
         parts (fur, antennae) of its thick body, cutting away look-alikes joined through them (0 = off).
-    placed_band : float
-        Frames placed by a keypoint transform: thin, soft parts of the placed reference alpha
-        (strands, antennae), widened by this fraction of sqrt(object area), are left to the
-        matting solve (0 = off).
+    placed_soft : int
+        Frames placed by a keypoint transform: the soft parts of the placed reference alpha
+        (edges, strands, antennae, translucent parts), this many pixels wider, are left to the
+        matting solve, which starts from the placed alpha there (0 = off).
     thin_matte : int
         Frames of a sequence: thin parts of the previous alpha (antennae, strands), moved with
         the whole object (a similarity fitted to its flow), are left to the matting solve, this
@@ -269,7 +269,7 @@ class ClassicalEngine(Engine):
         regrow: float = 1.0,
         motion: float = 8.0,
         reach_slack: float = 2.0,
-        placed_band: float = 0.01,
+        placed_soft: int = 1,
         thin_matte: int = 2,
     ):
         self._params = dict(
@@ -300,7 +300,7 @@ class ClassicalEngine(Engine):
             regrow=float(regrow),
             motion=float(motion),
             reach_slack=float(reach_slack),
-            placed_band=float(placed_band),
+            placed_soft=int(placed_soft),
             thin_matte=int(thin_matte),
         )
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
@@ -399,7 +399,7 @@ class ClassicalEngine(Engine):
                 if object_moved is not None:
                     thin_carried = carry_thin_alpha(state.alpha, object_moved, small_hw, grow=p["thin_matte"])
         else:
-            carried, confidence = self._carry_by_keypoints(query, gray, small_hw)
+            carried, confidence, transform = self._carry_by_keypoints(query, gray, small_hw)
             confidence_full = None
             local = None
             if carried is None and p["hue_tolerance"] > 0:
@@ -468,8 +468,8 @@ class ClassicalEngine(Engine):
         unknown = None
         if thin_carried is not None:
             unknown, carried_full, confidence_full = self._thin_unknown(coarse, *thin_carried, carried_full, confidence_full)
-        if not neighbour and carried is not None and p["placed_band"] > 0:
-            unknown = _resize(self._placed_unknown(carried).astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
+        if not neighbour and carried is not None and p["placed_soft"] > 0:
+            unknown, carried_full = self._placed_soft(query, transform, small_hw, coarse)
         if coarse.any():
             alpha = self._matte_mask(rgb, coarse, uncertainty, guess=carried_full, confidence=confidence_full, unknown=unknown)
         else:
@@ -574,11 +574,11 @@ class ClassicalEngine(Engine):
         sets.append((query.arrays["keypoints_mirrored"], query.arrays["descriptors_mirrored"], True))
         transform = fit_reference_transform(self._sift, gray, sets, min_inliers=self._params["min_inliers"])
         if transform is None:
-            return None, None
+            return None, None, None
         ref_alpha = self._reference_alpha_small(query)
         carried = transform.warp(ref_alpha, small_hw)
         trust = min(1.0, transform.inliers / 30.0) * self._params["keypoint_trust"]
-        return carried, np.full(small_hw, trust, np.float32)
+        return carried, np.full(small_hw, trust, np.float32), transform
 
     def _refit(self, query, small, bins, mask, model, other, smoothness, log_odds):
         """Collection image without a keypoint transform: GrabCut-style refits of the colour model
@@ -605,16 +605,22 @@ class ClassicalEngine(Engine):
         guess = np.where(on, thin_alpha, carried_full).astype(np.float32)
         return region, guess, np.where(on, 0.0, confidence_full).astype(np.float32)
 
-    def _placed_unknown(self, carried: np.ndarray) -> np.ndarray:
-        """Thin parts of the reference alpha placed by a keypoint transform that are neither 0 nor 1
-        (strands, antennae, edges), widened by ``placed_band`` x sqrt(object area) for the
-        transform's error: (h, w) bool, left unknown for the matting solve."""
-        soft = ((carried > 0.05) & (carried < 0.95)).astype(np.uint8)
-        # thin parts only (strands, antennae, edges): a wide translucent part (a fin) left unknown
-        # lets the solve fill it with the colours around it
-        soft = thin_parts(soft)
-        r = max(1, int(round(self._params["placed_band"] * np.sqrt(max(float((carried > 0.5).sum()), 1.0)))))
-        return cv2.dilate(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+    def _placed_soft(self, query, transform, small_hw, coarse):
+        """Frames placed by a keypoint transform: the soft parts of the reference alpha placed at full
+        size (0.05 < alpha < 0.95: edges, strands, antennae, translucent parts), ``placed_soft`` px
+        wider, as an (H, W) bool region left to the matting solve, and the solve's starting alpha
+        (the placed alpha there, the blurred coarse mask elsewhere). Started there, the solve keeps
+        a translucent part that, started from the coarse mask, it would fill with the colours
+        around it."""
+        ref_alpha = query.arrays["alpha"]
+        ref_working = _working_size(ref_alpha.shape, self._params["working_size"])
+        placed = transform.warp_full(ref_alpha, ref_working, small_hw, coarse.shape)
+        r = self._params["placed_soft"]
+        soft = ((placed > 0.05) & (placed < 0.95)).astype(np.uint8)
+        soft = cv2.dilate(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+        width = band_width(coarse, fraction=self._params["band"])
+        blurred = cv2.GaussianBlur(coarse.astype(np.float32), (0, 0), max(1.0, width / 2))
+        return soft, np.where(soft, placed, blurred).astype(np.float32)
 
     def _bound_to_body(self, query, mask, log_odds):
         """Collection image without a keypoint transform: look-alikes joined to the object through
