@@ -72,16 +72,25 @@ class ReferenceTransform:
         reference alpha lands sharp in the full-size frame.
         """
         source = ref_alpha[:, ::-1].copy() if self.mirrored else ref_alpha
-        to_working = _rescaling(ref_alpha.shape[:2], ref_working_hw)
-        to_frame = _rescaling(frame_working_hw, size_hw)
-        matrix = to_frame @ np.vstack([self.matrix, [0.0, 0.0, 1.0]]) @ to_working
-        return cv2.warpAffine(source, matrix[:2], (size_hw[1], size_hw[0]), flags=cv2.INTER_LINEAR)
+        matrix = rescale_transform(self.matrix, ref_alpha.shape[:2], ref_working_hw, frame_working_hw, size_hw)
+        return cv2.warpAffine(source, matrix, (size_hw[1], size_hw[0]), flags=cv2.INTER_LINEAR)
 
 
 def _rescaling(from_hw, to_hw) -> np.ndarray:
     """(3, 3) map of pixel centres of an image of ``from_hw`` to the same image resized to ``to_hw``."""
     sx, sy = to_hw[1] / from_hw[1], to_hw[0] / from_hw[0]
     return np.array([[sx, 0.0, 0.5 * (sx - 1)], [0.0, sy, 0.5 * (sy - 1)], [0.0, 0.0, 1.0]])
+
+
+def rescale_transform(matrix: np.ndarray, source_hw, source_working_hw, target_working_hw, target_hw) -> np.ndarray:
+    """A (2, 3) transform fitted between two images at working sizes, for the same images at other sizes.
+
+    ``matrix`` maps pixels of the source at ``source_working_hw`` to the target at
+    ``target_working_hw``; the result maps the source at ``source_hw`` to the target at
+    ``target_hw`` (pixel centres kept, as ``cv2.resize`` does). Returns float64.
+    """
+    affine = np.vstack([np.asarray(matrix, np.float64), [0.0, 0.0, 1.0]])
+    return (_rescaling(target_working_hw, target_hw) @ affine @ _rescaling(source_hw, source_working_hw))[:2]
 
 
 def _no_matches() -> tuple[np.ndarray, np.ndarray]:

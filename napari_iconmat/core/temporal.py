@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .keypoints import rescale_transform
 from .segmentation import thin_parts
 
 __all__ = ["unchanged", "carry_thin_parts", "object_motion", "carry_thin_alpha"]
@@ -173,11 +174,9 @@ def carry_thin_alpha(prev_alpha: np.ndarray, motion: np.ndarray, working_hw, *, 
     thin = thin_parts(prev_alpha > level)
     if not thin.any():
         return np.zeros((h, w), np.float32), np.zeros((h, w), bool)
-    sx, sy = w / working_hw[1], h / working_hw[0]
-    to_full = np.array([[sx, 0.0, 0.5 * (sx - 1)], [0.0, sy, 0.5 * (sy - 1)], [0.0, 0.0, 1.0]])
-    full = to_full @ np.vstack([motion, [0.0, 0.0, 1.0]]) @ np.linalg.inv(to_full)
+    full = rescale_transform(motion, (h, w), working_hw, working_hw, (h, w))
     near = cv2.dilate(thin, np.ones((3, 3), np.uint8)).astype(np.float32)
-    alpha = cv2.warpAffine(prev_alpha * near, full[:2], (w, h), flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpAffine(prev_alpha * near, full, (w, h), flags=cv2.INTER_LINEAR)
     region = alpha > level
     if grow > 0:
         disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))

@@ -49,7 +49,7 @@ from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
 from ..refit import fill_holes_like, refit_segmentation
-from ..segmentation import bound_to_core, graph_cut, keep_supported, select_object, thin_parts, thin_reach, thin_relief
+from ..segmentation import bound_to_core, graph_cut, keep_supported, select_object, thin_reach, thin_relief
 from ..temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
 from ..trimap import band_width, trimap_from_mask
 
@@ -618,9 +618,12 @@ class ClassicalEngine(Engine):
         r = self._params["placed_soft"]
         soft = ((placed > 0.05) & (placed < 0.95)).astype(np.uint8)
         soft = cv2.dilate(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
-        width = band_width(coarse, fraction=self._params["band"])
-        blurred = cv2.GaussianBlur(coarse.astype(np.float32), (0, 0), max(1.0, width / 2))
-        return soft, np.where(soft, placed, blurred).astype(np.float32)
+        return soft, np.where(soft, placed, self._start_from_mask(coarse)).astype(np.float32)
+
+    def _start_from_mask(self, mask: np.ndarray) -> np.ndarray:
+        """The matting solve's default starting alpha: the mask blurred over half the band width."""
+        width = band_width(mask, fraction=self._params["band"])
+        return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(1.0, width / 2))
 
     def _bound_to_body(self, query, mask, log_odds):
         """Collection image without a keypoint transform: look-alikes joined to the object through
@@ -719,7 +722,7 @@ class ClassicalEngine(Engine):
         if guess is not None and confidence is not None and self._params["temporal"] > 0:
             prior, prior_weight = guess, self._params["temporal"] * confidence
         if guess is None:
-            guess = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(1.0, width / 2))
+            guess = self._start_from_mask(mask)
         budget = dict(max_iterations=self._params["solver_iterations"], tolerance=self._params["solver_tolerance"])
         solve = solve_alpha if self._refiner is None else self._refiner.refine
         alpha = solve(rgb, trimap, guess=guess, prior=prior, prior_weight=prior_weight, **budget)
