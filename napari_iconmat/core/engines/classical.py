@@ -466,7 +466,7 @@ class ClassicalEngine(Engine):
         uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
 
         unknown = None
-        if thin_carried is not None:
+        if thin_carried is not None and thin_carried[1].any():
             unknown, carried_full, confidence_full = self._thin_unknown(coarse, *thin_carried, carried_full, confidence_full)
         if not neighbour and carried is not None and p["placed_soft"] > 0:
             unknown, carried_full = self._placed_soft(query, transform, small_hw, coarse)
