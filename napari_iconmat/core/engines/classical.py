@@ -1,8 +1,10 @@
 """The ``classical`` engine: weights-free in-context matting on the CPU.
 
 Per reference (once): a colour model of object and background (Lab histograms),
-SIFT keypoints of the object, and the reference's own alpha (the prompt refined
-by matting; a scribble is first turned into a mask by graph cut).
+SIFT keypoints of the object, the reference's shape (the prompt with a softened
+edge; a scribble is first turned into a mask by graph cut), which the cues that
+find the object again read, and its own alpha, matted as far as its fur and
+strands reach, which is its output and what a placed reference carries.
 
 Per frame, in three steps:
 
@@ -235,7 +237,7 @@ class ClassicalEngine(Engine):
     """
 
     name = "classical"
-    version = "2"  # 2: mirrored reference keypoints in the query
+    version = "3"  # 2: mirrored reference keypoints in the query; 3: the reference's shape and matted alpha
 
     def __init__(
         self,
@@ -324,18 +326,21 @@ class ClassicalEngine(Engine):
         signature = reference_signature(image, prompt, engine=self.name, version=self.version, params=self.params)
 
         if prompt.kind == "alpha":
-            alpha = prompt.alpha.copy()
+            alpha = shape = prompt.alpha.copy()
         else:
             mask = prompt.alpha > 0.5 if prompt.kind == "mask" else self._segment_scribble(rgb, prompt)
-            # the user's mask is the truth on the reference: soften its edge, never its shape
-            alpha = self._matte_mask(rgb, mask, None, widen=False)
-        fg, bg = self._sure_regions(alpha)
+            # the user's mask is the truth on the reference: the cues that find the object again
+            # read it with a softened edge and no change of shape ...
+            shape = self._matte_mask(rgb, mask, None, widen=False)
+            # ... while the reference's own alpha reaches as far as its fur and strands do
+            alpha = self._matte_mask(rgb, mask, None, widen=True)
+        fg, bg = self._sure_regions(shape)
         model = fit_colour_model(lab_bins(rgb), fg, bg)
         if model is None:  # tiny or thin objects: fall back to the prompt itself
             model = fit_colour_model(lab_bins(rgb), prompt.alpha > 0.5, prompt.alpha <= 0.5)
 
         small = _resize(rgb, _working_size(rgb.shape, self._params["working_size"]))
-        small_alpha = _resize(alpha, small.shape[:2])
+        small_alpha = _resize(shape, small.shape[:2])
         gray = _gray_u8(small)
         points, descriptors = object_keypoints(self._sift, gray, small_alpha)
         # objects face either way in a collection; SIFT is not mirror-invariant
@@ -343,6 +348,7 @@ class ClassicalEngine(Engine):
 
         arrays = {
             "alpha": alpha.astype(np.float32),
+            "shape": shape.astype(np.float32),
             "colour_fg": model.foreground,
             "colour_bg": model.background,
             "keypoints": points,
@@ -351,7 +357,7 @@ class ClassicalEngine(Engine):
             "descriptors_mirrored": mirrored_descriptors,
             "image": rgb.astype(np.float32),
         }
-        core = alpha > 0.5
+        core = shape > 0.5
         meta = {
             "value_range": list(value_range),
             "shape": list(alpha.shape),
@@ -365,9 +371,10 @@ class ClassicalEngine(Engine):
         rgb = query.arrays["image"]
         alpha = query.arrays["alpha"]
         small = _resize(rgb, _working_size(rgb.shape, self._params["working_size"]))
-        mask = _resize((alpha > 0.5).astype(np.float32), small.shape[:2])
+        # the sequence starts from the user's shape; the matting prior from the matted alpha
+        mask = _resize((query.arrays["shape"] > 0.5).astype(np.float32), small.shape[:2])
         track = _Track(gray=_gray_u8(small), lab=_lab(small), mask=mask, alpha=alpha, model=self._model(query))
-        return FrameMatte(alpha=alpha.copy(), coarse=alpha > 0.5), track
+        return FrameMatte(alpha=alpha.copy(), coarse=query.arrays["shape"] > 0.5), track
 
     # ------------------------------------------------------------------ frames
     def matte_frame(self, frame, query, *, state=None, with_foreground=False):
@@ -499,9 +506,9 @@ class ClassicalEngine(Engine):
         return _Track(arrays["gray"], arrays["lab"], arrays["mask"], arrays["alpha"], model)
 
     # ------------------------------------------------------------------ pieces
-    def _reference_alpha_small(self, query: ReferenceQuery) -> np.ndarray:
-        """The reference alpha at working size, (h, w) float32."""
-        alpha = query.arrays["alpha"]
+    def _reference_shape_small(self, query: ReferenceQuery) -> np.ndarray:
+        """The reference's shape (the user's mask, edge softened) at working size, (h, w) float32."""
+        alpha = query.arrays["shape"]
         return _resize(alpha, _working_size(alpha.shape, self._params["working_size"]))
 
     def _model(self, query: ReferenceQuery) -> ColourModel:
@@ -575,7 +582,7 @@ class ClassicalEngine(Engine):
         transform = fit_reference_transform(self._sift, gray, sets, min_inliers=self._params["min_inliers"])
         if transform is None:
             return None, None, None
-        ref_alpha = self._reference_alpha_small(query)
+        ref_alpha = self._reference_shape_small(query)
         carried = transform.warp(ref_alpha, small_hw)
         trust = min(1.0, transform.inliers / 30.0) * self._params["keypoint_trust"]
         return carried, np.full(small_hw, trust, np.float32), transform
@@ -589,7 +596,7 @@ class ClassicalEngine(Engine):
             small, bins, mask, model, other, colour_weight=p["colour_weight"], smoothness=smoothness,
             area_fraction=query.meta["area_fraction"], touches_border=query.meta["touches_border"], rounds=p["refit_rounds"],
         )  # fmt: skip
-        ref_mask = self._reference_alpha_small(query) > 0.5
+        ref_mask = self._reference_shape_small(query) > 0.5
         return fill_holes_like(mask, ref_mask), (log_odds if refit_odds is None else refit_odds)
 
     def _thin_unknown(self, coarse, thin_alpha, region, carried_full, confidence_full):
@@ -629,7 +636,7 @@ class ClassicalEngine(Engine):
         """Collection image without a keypoint transform: look-alikes joined to the object through
         thin structures cut away (:func:`~napari_iconmat.core.segmentation.bound_to_core`), the
         thin structures reaching as far beyond the body as the reference's do."""
-        ref_mask = self._reference_alpha_small(query) > 0.5
+        ref_mask = self._reference_shape_small(query) > 0.5
         return bound_to_core(mask, log_odds, thin_reach(ref_mask), slack=self._params["reach_slack"])
 
     def _redetect(self, query: ReferenceQuery, gray: np.ndarray, carried: np.ndarray):
@@ -650,7 +657,7 @@ class ClassicalEngine(Engine):
         if not len(ref_matched):
             return None
         h, w = gray.shape
-        ref_alpha = self._reference_alpha_small(query)
+        ref_alpha = self._reference_shape_small(query)
         ref_area = max(float((ref_alpha > 0.5).sum()), 16.0)
         scale = float(np.clip(np.sqrt(area / ref_area), 0.5, 2.0))
         distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
