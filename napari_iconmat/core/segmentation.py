@@ -10,7 +10,7 @@ import cv2
 import maxflow
 import numpy as np
 
-__all__ = ["bound_to_core", "graph_cut", "keep_supported", "select_object", "thin_parts", "thin_reach", "thin_relief"]
+__all__ = ["bound_to_core", "fragmented_parts", "graph_cut", "keep_supported", "select_object", "thin_parts", "thin_reach", "thin_relief"]
 
 _DISK5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
@@ -19,6 +19,18 @@ def thin_parts(mask: np.ndarray) -> np.ndarray:
     """What a 5 x 5 disk opening removes from a mask (antennae, strands, thin legs): (H, W) uint8 0/1."""
     mask_u8 = mask.astype(np.uint8)
     return mask_u8 & (1 - cv2.morphologyEx(mask_u8, cv2.MORPH_OPEN, _DISK5))
+
+
+def fragmented_parts(mask: np.ndarray, fraction: float = 0.03) -> np.ndarray:
+    """What an opening by a disk of ``fraction`` x sqrt(area) removes from a mask: fur, hair,
+    strands, antennae and the gaps' edges between them, the parts a binary mask draws least
+    exactly. (H, W) bool."""
+    mask = mask.astype(bool)
+    radius = int(round(fraction * np.sqrt(max(int(mask.sum()), 1))))
+    if radius < 1:
+        return mask.copy()
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return mask & (cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, disk) == 0)
 
 
 def thin_relief(inside: np.ndarray, factor: float) -> np.ndarray:

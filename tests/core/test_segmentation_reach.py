@@ -4,7 +4,7 @@ look-alikes joined to the object through them."""
 import cv2
 import numpy as np
 
-from napari_iconmat.core.segmentation import bound_to_core, thin_reach
+from napari_iconmat.core.segmentation import bound_to_core, fragmented_parts, thin_reach
 
 
 def _disk(shape, centre, radius):
@@ -74,3 +74,13 @@ def test_placed_soft_parts_are_left_to_the_solve_which_starts_from_them():
     assert region[60:90, 95:130].all() and region[59, 110] and not region[57, 110]
     assert np.allclose(guess[62:88, 97:128], 0.4)
     assert not region[40:60, 40:60].any() and guess[40:60, 40:60].min() > 0.99
+
+
+def test_fragmented_parts_are_the_strands_not_the_body():
+    shape = (120, 160)
+    body = _disk(shape, (60, 60), 25)  # area ~1960: opened by a disk of radius round(0.03 * 44) = 1
+    strands = _line(shape, (85, 50), (110, 40)) | _line(shape, (85, 70), (110, 80))
+    fragmented = fragmented_parts(body | strands)
+    assert fragmented[strands & ~body].all()  # every strand pixel beyond the body
+    assert not fragmented[_disk(shape, (60, 60), 23)].any()  # nothing inside the body
+    assert not fragmented_parts(np.zeros(shape, bool)).any()

@@ -51,7 +51,7 @@ from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
 from ..refit import fill_holes_like, refit_segmentation
-from ..segmentation import bound_to_core, graph_cut, keep_supported, select_object, thin_reach, thin_relief
+from ..segmentation import bound_to_core, fragmented_parts, graph_cut, keep_supported, select_object, thin_reach, thin_relief
 from ..temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
 from ..trimap import band_width, trimap_from_mask
 
@@ -332,8 +332,9 @@ class ClassicalEngine(Engine):
             # the user's mask is the truth on the reference: the cues that find the object again
             # read it with a softened edge and no change of shape ...
             shape = self._matte_mask(rgb, mask, None, widen=False)
-            # ... while the reference's own alpha reaches as far as its fur and strands do
-            alpha = self._matte_mask(rgb, mask, None, widen=True)
+            # ... while the reference's own alpha reaches as far as its fur and strands do: the
+            # band widens around the mask's fragmented parts, where a binary mask cannot be right
+            alpha = self._matte_mask(rgb, mask, None, widen_near=fragmented_parts(mask))
         fg, bg = self._sure_regions(shape)
         model = fit_colour_model(lab_bins(rgb), fg, bg)
         if model is None:  # tiny or thin objects: fall back to the prompt itself
@@ -719,7 +720,9 @@ class ClassicalEngine(Engine):
             model = refit.blend(fit_colour_model(bins, prompt.foreground, prompt.background), 0.5)
         return mask
 
-    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True, unknown=None) -> np.ndarray:
+    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True, unknown=None, widen_near=None) -> np.ndarray:
+        """Alpha (H, W) of a coarse mask: solved on its unknown band, then on a band widened where
+        the alpha has not settled (``widen``; only within ``wide`` px of ``widen_near`` when given)."""
         width = band_width(mask, fraction=self._params["band"])
         wide = max(3 * width, band_width(mask, fraction=self._params["wide_band"], maximum=32))
         trimap = trimap_from_mask(mask, width=width, uncertainty=uncertainty, wide_width=3 * width)
@@ -736,6 +739,10 @@ class ClassicalEngine(Engine):
         # Hair, fur and blur reach beyond a narrow band: where the solved alpha has not
         # settled to 0 (or 1) at the band's edge, widen the band there and solve again.
         grown = _widen_where_unsettled(trimap, alpha, mask, wide, inner=wide) if widen else None
+        if grown is not None and widen_near is not None:
+            disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * wide + 1, 2 * wide + 1))
+            far = cv2.dilate(widen_near.astype(np.uint8), disk) == 0
+            grown[far] = trimap[far]
         if grown is not None:
             alpha = solve(rgb, grown, guess=alpha, prior=prior, prior_weight=prior_weight, **budget)
         return alpha
