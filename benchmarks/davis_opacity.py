@@ -83,6 +83,9 @@ def main(argv=None) -> int:
     parser.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        print(f"error: {args.folder} is not a folder", file=sys.stderr)
+        return 2
     sequences = sorted(p for p in args.folder.iterdir() if (p / "frames").is_dir() and (p / "masks").is_dir())
     if not sequences or args.margin < 1:
         print(f"error: no <seq>/frames + <seq>/masks folders in {args.folder}, or --margin < 1", file=sys.stderr)
