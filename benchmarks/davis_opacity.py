@@ -27,16 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _read_mask(path: Path) -> np.ndarray:
-    import imageio.v3 as iio
-
-    mask = iio.imread(path)
-    return (mask[..., 0] if mask.ndim == 3 else mask) > 127
-
-
-def _frames(sequence: Path) -> list[Path]:
-    return sorted(p for p in (sequence / "frames").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+from davis_layout import frame_paths, parse, read_mask
 
 
 def opacity_scores(alpha: np.ndarray, mask: np.ndarray, margin: int) -> tuple[float, float, float, float]:
@@ -62,8 +53,8 @@ def score_sequence(sequence: Path, margin: int, options: dict) -> tuple[str, np.
     from napari_iconmat.core import make_engine, make_prompt, propagate
 
     engine = make_engine("classical", **options)
-    frames = _frames(sequence)
-    masks = [_read_mask(sequence / "masks" / f"{f.stem}.png") for f in frames]
+    frames = frame_paths(sequence)
+    masks = [read_mask(sequence / "masks" / f"{f.stem}.png") for f in frames]
     images = [iio.imread(f) for f in frames]
     query = engine.encode_reference(images[0], make_prompt(masks[0]))
     reference, tracked = None, []
@@ -78,44 +69,21 @@ def score_sequence(sequence: Path, margin: int, options: dict) -> tuple[str, np.
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="DAVIS-layout folder (<seq>/frames, <seq>/masks)")
     parser.add_argument("--margin", type=int, default=5, help="px from the mask's edge left out (default 5)")
-    parser.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args(argv)
-    if not args.folder.is_dir():
-        print(f"error: {args.folder} is not a folder", file=sys.stderr)
+    setup = parse(parser, argv, positive="margin")
+    if setup is None:
         return 2
-    sequences = sorted(p for p in args.folder.iterdir() if (p / "frames").is_dir() and (p / "masks").is_dir())
-    if not sequences or args.margin < 1:
-        print(f"error: no <seq>/frames + <seq>/masks folders in {args.folder}, or --margin < 1", file=sys.stderr)
-        return 2
-    options = {}
-    for item in args.engine_option:
-        key, _, value = item.partition("=")
-        try:
-            options[key] = float(value)
-        except ValueError:
-            print(f"error: --engine-option {item!r} is not KEY=NUMBER", file=sys.stderr)
-            return 2
-    from napari_iconmat.core import make_engine
-
-    try:
-        make_engine("classical", **options)
-    except Exception as error:  # an unknown parameter, a value out of range
-        print(f"error: classical engine options {options}: {error}", file=sys.stderr)
-        return 2
+    args, sequences, options = setup
     count = len(sequences)
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(score_sequence, sequences, [args.margin] * count, [options] * count))
     print("| sequence | frames | IoU | interior deficit | grey interior | exterior mass | reference frame: IoU / deficit / grey / exterior |")
     print("|---|---|---|---|---|---|---|")
-    fmt = lambda values: " | ".join(f"{v:.4f}" for v in values)  # noqa: E731
     for name, reference, tracked in results:
-        print(f"| {name} | 1.. | {fmt(tracked)} | {' / '.join(f'{v:.3f}' for v in reference)} |")
+        print(f"| {name} | 1.. | {' | '.join(f'{v:.4f}' for v in tracked)} | {' / '.join(f'{v:.3f}' for v in reference)} |")
     tracked_mean = np.mean([t for _, _, t in results], axis=0)
     reference_mean = np.mean([r for _, r, _ in results], axis=0)
-    print(f"| mean over {count} sequences | | {fmt(tracked_mean)} | {' / '.join(f'{v:.3f}' for v in reference_mean)} |")
+    print(f"| mean over {count} sequences | | {' | '.join(f'{v:.4f}' for v in tracked_mean)} | {' / '.join(f'{v:.3f}' for v in reference_mean)} |")
     return 0
 
 
