@@ -268,12 +268,12 @@ def test_disk_full_at_the_os_level(sample, tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0, reason="mounting a tmpfs needs root on Linux")
 def test_disk_full_on_a_real_tmpfs(sample, uninterrupted, tmp_path, capsys):
-    """A real 320 KiB tmpfs fills up mid-run: exit 2 with one line; grown, the same command finishes the run."""
+    """A real 400 KiB tmpfs (the reference query alone takes 330 KiB here) fills up mid-run: exit 2 with one line; grown, the same command finishes the run."""
     from napari_iconmat.cli import main
 
     disk = tmp_path / "disk"
     disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(disk)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         argv = _cli(sample, disk / "out")[3:]
