@@ -334,7 +334,7 @@ class ClassicalEngine(Engine):
             shape = self._matte_mask(rgb, mask, None, widen=False)
             # ... while the reference's own alpha reaches as far as its fur and strands do: the
             # band widens around the mask's fragmented parts, where a binary mask cannot be right
-            alpha = self._matte_mask(rgb, mask, None, widen_near=fragmented_parts(mask))
+            alpha = self._matte_mask(rgb, mask, None, widen_near=fragmented_parts(mask), solved=shape)
         fg, bg = self._sure_regions(shape)
         model = fit_colour_model(lab_bins(rgb), fg, bg)
         if model is None:  # tiny or thin objects: fall back to the prompt itself
@@ -720,9 +720,10 @@ class ClassicalEngine(Engine):
             model = refit.blend(fit_colour_model(bins, prompt.foreground, prompt.background), 0.5)
         return mask
 
-    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True, unknown=None, widen_near=None) -> np.ndarray:
-        """Alpha (H, W) of a coarse mask: solved on its unknown band, then on a band widened where
-        the alpha has not settled (``widen``; only within ``wide`` px of ``widen_near`` when given)."""
+    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True, unknown=None, widen_near=None, solved=None) -> np.ndarray:
+        """Alpha (H, W) of a coarse mask: solved on its unknown band (or ``solved``, that solve done
+        already), then on a band widened where the alpha has not settled (``widen``; only within
+        ``wide`` px of ``widen_near`` when given)."""
         width = band_width(mask, fraction=self._params["band"])
         wide = max(3 * width, band_width(mask, fraction=self._params["wide_band"], maximum=32))
         trimap = trimap_from_mask(mask, width=width, uncertainty=uncertainty, wide_width=3 * width)
@@ -735,7 +736,7 @@ class ClassicalEngine(Engine):
             guess = self._start_from_mask(mask)
         budget = dict(max_iterations=self._params["solver_iterations"], tolerance=self._params["solver_tolerance"])
         solve = solve_alpha if self._refiner is None else self._refiner.refine
-        alpha = solve(rgb, trimap, guess=guess, prior=prior, prior_weight=prior_weight, **budget)
+        alpha = solve(rgb, trimap, guess=guess, prior=prior, prior_weight=prior_weight, **budget) if solved is None else solved
         # Hair, fur and blur reach beyond a narrow band: where the solved alpha has not
         # settled to 0 (or 1) at the band's edge, widen the band there and solve again.
         grown = _widen_where_unsettled(trimap, alpha, mask, wide, inner=wide) if widen else None
