@@ -471,21 +471,10 @@ class _DaskRunner:
                 f"{len(missing)} frames reported done have missing files in {writer.out_dir} "
                 f"(first: {missing[0]}); run the same command again to redo them"
             )
-        _remove_temporaries(writer.out_dir)
 
 
 class RunInterruptedByJob(KeyboardInterrupt):
     """Another input of the job failed or was interrupted: this one stops too (its frames are kept)."""
-
-
-_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
-
-
-def _remove_temporaries(out_dir: Path) -> None:
-    """Delete the hidden temporary files that writes of killed workers left (the driver holds the lock)."""
-    for path in out_dir.rglob(".*.tmp"):
-        if _TEMPORARY.match(path.name) and path.is_file():
-            path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- worker side

@@ -143,6 +143,11 @@ def test_interrupt_resumes_from_checkpoints(sample, uninterrupted, tmp_path, mon
     checkpoints = [c["state"] for c in record["progress"]["chains"].values() if c["state"]]
     assert checkpoints and all((tmp_path / ".iconmat" / name).is_file() for name in checkpoints)
     assert not (tmp_path / "alpha.tif").exists()  # nothing assembled from a partial run
+    # What a write killed mid-file leaves (SIGKILL cannot be cleaned up after), and a user's own dot-file.
+    stale = [tmp_path / "alpha" / ".00008.png.0123456789ab.tmp", tmp_path / "rgba" / ".00009.png.ba9876543210.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a png")
+    (tmp_path / ".notes.tmp").write_text("not ours")
 
     matted = []
     original = ClassicalEngine.matte_frame
@@ -156,6 +161,8 @@ def test_interrupt_resumes_from_checkpoints(sample, uninterrupted, tmp_path, mon
     summary = _run(sample, tmp_path, on_progress=lambda d, t: progress.append(d))
     assert len(matted) == N - 7  # only the missing frames: the chain restarts from its checkpoint
     assert progress[0] == 7 and progress[-1] == N and summary.resumed == 7
+    assert not any(path.exists() for path in stale)
+    assert (tmp_path / ".notes.tmp").read_text() == "not ours"
     _assert_same_outputs(tmp_path, uninterrupted)
 
 

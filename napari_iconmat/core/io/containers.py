@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -114,10 +115,24 @@ def check_encoders(formats) -> None:
 def temp_name(path: Path) -> Path:
     """A hidden temporary name next to ``path``, distinct per write: ``.NAME.<12 hex>.tmp``.
 
-    A crash leaves only dot-files nobody reads as output (``core.cluster`` knows
-    the pattern and removes them).
+    A crash leaves only dot-files nobody reads as output;
+    :func:`remove_temporaries` deletes them.
     """
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
+def remove_temporaries(directory: Path) -> None:
+    """Delete, under ``directory``, the :func:`temp_name` files that killed writes left.
+
+    Call it only while holding the folder's lock: a live writer's temporary
+    would go too.
+    """
+    for path in Path(directory).rglob(".*.tmp"):
+        if _TEMPORARY.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

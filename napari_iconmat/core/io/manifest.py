@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import InputError
+from .containers import remove_temporaries
 from .writers import atomic_write_bytes
 
 __all__ = [
@@ -213,8 +214,10 @@ def clear_run_outputs(out_dir: Path) -> None:
     """Delete what an earlier run wrote into ``out_dir``: frame PNGs, stacks, videos, run state.
 
     Only names this package writes are removed (``alpha/NNNNN.png``,
-    ``rgba/NNNNN.png``, the assembled files and ``.iconmat/`` except its lock).
+    ``rgba/NNNNN.png``, the assembled files, the temporaries of killed writes
+    and ``.iconmat/`` except its lock). Call it holding the folder's lock.
     """
+    remove_temporaries(out_dir)
     for folder in ("alpha", "rgba"):
         directory = out_dir / folder
         if directory.is_dir():

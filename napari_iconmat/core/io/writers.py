@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .containers import VIDEO_FORMATS, FrameTiming, _remove, _why, check_encoders, removed_on_failure, temp_name, write_video, write_zarr
+from .containers import VIDEO_FORMATS, FrameTiming, _remove, _why, check_encoders, remove_temporaries, removed_on_failure, temp_name, write_video, write_zarr
 from .lock import FolderLock
 from .readers import read_image
 
@@ -278,7 +278,7 @@ class OutputWriter:
 
         A frame is adopted when all its per-frame files and parts are present
         (each was written atomically, so present means complete); parts of
-        other frames are deleted.
+        other frames, and the temporaries of writes that were killed, are deleted.
 
         Parameters
         ----------
@@ -291,6 +291,7 @@ class OutputWriter:
             Those of ``indices`` whose files are incomplete: write them again.
         """
         self.lock()
+        remove_temporaries(self.out_dir)
         missing = []
         for index in sorted({_check_index(i) for i in indices}):
             if all(path.is_file() for path in self._files_of(index)):
