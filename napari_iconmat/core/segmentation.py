@@ -149,9 +149,10 @@ def bound_to_core(mask: np.ndarray, log_odds: np.ndarray, reach: float, *, fract
 
     The mask is opened by a disk of radius ``fraction`` x sqrt(area): thin structures and
     mottled look-alikes vanish, thick blobs remain. The blobs with at least ``keep`` x the best
-    one's positive evidence (``log_odds``) are the object's body; mask pixels farther from it
-    than ``slack`` x ``reach`` x sqrt(mask area) (:func:`thin_reach` of the reference) are
-    dropped, and what is left is kept where connected to the body. Returns an (h, w) bool mask.
+    one's positive evidence (``log_odds``) are the object's body; the weaker thick blobs are
+    look-alikes and dropped, as are mask pixels farther from the body than ``slack`` x ``reach``
+    x sqrt(mask area) (:func:`thin_reach` of the reference); what is left is kept where
+    connected to the body. Returns an (h, w) bool mask.
     """
     mask = mask.astype(bool)
     area = int(mask.sum())
@@ -162,9 +163,12 @@ def bound_to_core(mask: np.ndarray, log_odds: np.ndarray, reach: float, *, fract
         return mask
     evidence = np.bincount(labels.ravel(), weights=np.maximum(log_odds, 0).ravel(), minlength=count)
     evidence[0] = -1.0
-    body = (evidence >= keep * evidence.max())[labels] & (labels > 0)
+    is_body = evidence >= keep * evidence.max()
+    body = is_body[labels] & (labels > 0)
+    # a thick blob with weak evidence is a look-alike, not one of the thin structures the reach allows
+    look_alike = cv2.dilate(((~is_body)[labels] & (labels > 0)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     distance = cv2.distanceTransform((~body).astype(np.uint8), cv2.DIST_L2, 3)
-    near = mask & (distance <= slack * reach * np.sqrt(area) + 2.0)
+    near = mask & ~(look_alike & ~body) & (distance <= slack * reach * np.sqrt(area) + 2.0)
     n, near_labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=8)
     touching = np.bincount(near_labels[body], minlength=n) > 0
     touching[0] = False

@@ -53,6 +53,28 @@ def test_bound_to_core_cuts_a_look_alike_joined_through_a_strand_and_keeps_the_s
     assert np.array_equal(bound_to_core(mask, log_odds, float("inf")), mask)
 
 
+def test_bound_to_core_drops_a_weak_thick_look_alike_within_the_strands_reach():
+    """A spoon beside a furry object, joined to it by the fur: it lies within the reach the reference's
+    strands allow, but it is thick and weakly evidenced, so it is no strand and no body."""
+    shape = (140, 200)
+    body = _disk(shape, (60, 70), 22)
+    fur = np.zeros(shape, bool)
+    for dy in range(-12, 13, 4):
+        fur |= _line(shape, (75, 70 + dy), (112, 70 + dy))
+    reference = body | fur
+    reach = thin_reach(reference)
+    look_alike = _disk(shape, (124, 70), 14)  # overlaps the fur's tips
+    mask = reference | look_alike
+    within = cv2.distanceTransform((~body).astype(np.uint8), cv2.DIST_L2, 3) <= 1.3 * reach * np.sqrt(mask.sum())
+    assert within[look_alike].mean() > 0.3  # the reach alone would keep this much of it
+    log_odds = np.where(look_alike & ~fur, 0.4, 1.5).astype(np.float32)
+
+    bounded = bound_to_core(mask, log_odds, reach, slack=1.3)
+    assert bounded[body].all()
+    assert bounded[fur & (np.arange(shape[1]) < 100)].mean() > 0.95  # the fur short of the spoon stays
+    assert bounded[look_alike].mean() < 0.1
+
+
 def test_placed_soft_parts_are_left_to_the_solve_which_starts_from_them():
     """An image placed by a keypoint transform: the soft parts of the placed reference alpha (a half
     covered antenna, a translucent fin) are unknown, one pixel wider, and the solve starts from the
