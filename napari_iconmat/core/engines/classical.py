@@ -170,6 +170,11 @@ class ClassicalEngine(Engine):
     wide_band : float
         Widest unknown band, as a fraction of sqrt(object area), where the alpha has not settled
         (at most 32 px, which bounds the matting cost on large objects).
+    strand_share : float
+        Share of the reference mask in fragmented parts (strands, hair, fur) at which the widened
+        band reaches as far into the object as out of it. A reference with less reaches in
+        proportionally less (down to two band widths): an opaque object stays opaque inside where
+        its colours resemble the background. 0 always reaches in fully.
     max_growth : float
         Largest plausible area growth from one frame to the next (0 = no limit).
     reference_veto : float
@@ -237,7 +242,7 @@ class ClassicalEngine(Engine):
     """
 
     name = "classical"
-    version = "3"  # 2: mirrored reference keypoints in the query; 3: the reference's shape and matted alpha
+    version = "4"  # 2: mirrored reference keypoints; 3: the reference's shape and matted alpha; 4: its strand share
 
     def __init__(
         self,
@@ -253,6 +258,7 @@ class ClassicalEngine(Engine):
         local_window: float = 0.08,
         margin: float = 0.15,
         wide_band: float = 0.2,
+        strand_share: float = 0.1,
         thin_relief: float = 0.3,
         max_growth: float = 1.25,
         solver_iterations: int = 120,
@@ -286,6 +292,7 @@ class ClassicalEngine(Engine):
             local_window=float(local_window),
             margin=float(margin),
             wide_band=float(wide_band),
+            strand_share=float(strand_share),
             thin_relief=float(thin_relief),
             max_growth=float(max_growth),
             solver_iterations=int(solver_iterations),
@@ -327,6 +334,7 @@ class ClassicalEngine(Engine):
 
         if prompt.kind == "alpha":
             alpha = shape = prompt.alpha.copy()
+            mask = alpha > 0.5
         else:
             mask = prompt.alpha > 0.5 if prompt.kind == "mask" else self._segment_scribble(rgb, prompt)
             # the user's mask is the truth on the reference: the cues that find the object again
@@ -365,6 +373,8 @@ class ClassicalEngine(Engine):
             "prompt_kind": prompt.kind,
             "area_fraction": float(core.mean()),
             "touches_border": bool(core[0].any() or core[-1].any() or core[:, 0].any() or core[:, -1].any()),
+            # how much of the object is strands: how far into it the frames' unknown band may widen
+            "strand_share": float(fragmented_parts(mask).sum() / max(int(mask.sum()), 1)),
         }
         return ReferenceQuery(signature=signature, arrays=arrays, meta=meta)
 
@@ -479,7 +489,7 @@ class ClassicalEngine(Engine):
         if not neighbour and carried is not None and p["placed_soft"] > 0:
             unknown, carried_full = self._placed_soft(query, transform, small_hw, coarse)
         if coarse.any():
-            alpha = self._matte_mask(rgb, coarse, uncertainty, guess=carried_full, confidence=confidence_full, unknown=unknown)
+            alpha = self._matte_mask(rgb, coarse, uncertainty, guess=carried_full, confidence=confidence_full, unknown=unknown, inner=self._inner_reach(query))
         else:
             alpha = np.zeros(full_hw, np.float32)
         foreground = estimate_foreground(rgb, alpha) if with_foreground else None
@@ -720,10 +730,17 @@ class ClassicalEngine(Engine):
             model = refit.blend(fit_colour_model(bins, prompt.foreground, prompt.background), 0.5)
         return mask
 
-    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True, unknown=None, widen_near=None, solved=None) -> np.ndarray:
+    def _inner_reach(self, query: ReferenceQuery) -> float:
+        """How far into the object the widened band reaches, as a share (0..1) of how far out."""
+        share = query.meta.get("strand_share")
+        if self._params["strand_share"] <= 0 or share is None:
+            return 1.0
+        return min(1.0, share / self._params["strand_share"])
+
+    def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True, unknown=None, widen_near=None, solved=None, inner=1.0) -> np.ndarray:
         """Alpha (H, W) of a coarse mask: solved on its unknown band (or ``solved``, that solve done
         already), then on a band widened where the alpha has not settled (``widen``; only within
-        ``wide`` px of ``widen_near`` when given)."""
+        ``wide`` px of ``widen_near`` when given; inwards ``inner`` x as far, at least 2 band widths)."""
         width = band_width(mask, fraction=self._params["band"])
         wide = max(3 * width, band_width(mask, fraction=self._params["wide_band"], maximum=32))
         trimap = trimap_from_mask(mask, width=width, uncertainty=uncertainty, wide_width=3 * width)
@@ -739,7 +756,8 @@ class ClassicalEngine(Engine):
         alpha = solve(rgb, trimap, guess=guess, prior=prior, prior_weight=prior_weight, **budget) if solved is None else solved
         # Hair, fur and blur reach beyond a narrow band: where the solved alpha has not
         # settled to 0 (or 1) at the band's edge, widen the band there and solve again.
-        grown = _widen_where_unsettled(trimap, alpha, mask, wide, inner=wide) if widen else None
+        inward = wide if inner >= 1 else int(round(max(2 * width, inner * wide)))
+        grown = _widen_where_unsettled(trimap, alpha, mask, wide, inner=inward) if widen else None
         if grown is not None and widen_near is not None:
             disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * wide + 1, 2 * wide + 1))
             far = cv2.dilate(widen_near.astype(np.uint8), disk) == 0

@@ -250,3 +250,45 @@ def test_the_reference_alpha_reaches_its_fur_while_its_shape_stays_the_mask():
     matte, _ = engine.reference_matte(query)
     np.testing.assert_array_equal(matte.alpha, alpha)
     np.testing.assert_array_equal(matte.coarse, shape > 0.5)
+
+
+def _opaque_scene(rng, shift):
+    """A red disk with patches of the green background's colour 9..27 px inside its edge."""
+    h, w = 200, 260
+    green, red = np.array([0.25, 0.6, 0.25]), np.array([0.8, 0.2, 0.2])
+    yy, xx = np.mgrid[:h, :w]
+    cx, cy = 120 + shift, 100
+    disk = (xx - cx) ** 2 + (yy - cy) ** 2 <= 62**2
+    patches = np.zeros((h, w), bool)
+    for angle in np.linspace(0, 2 * np.pi, 9)[:-1]:
+        px, py = cx + 44 * np.cos(angle), cy + 44 * np.sin(angle)
+        patches |= (xx - px) ** 2 + (yy - py) ** 2 <= 9**2
+    image = green + 0.08 * rng.standard_normal((h, w, 3))
+    image[disk] = red + 0.03 * rng.standard_normal((int(disk.sum()), 3))
+    image[patches] = green + 0.08 * rng.standard_normal((int(patches.sum()), 3))
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8), disk, patches
+
+
+def test_an_opaque_reference_keeps_the_frames_opaque_inside():
+    """A reference mask without strands (a disk) lets the unsettled band widen only a little into
+    the object: patches of background colour inside it stay opaque (alpha about 0.65 there, 0.23
+    when the band widens as far in as out, ``strand_share=0``)."""
+    rng = np.random.default_rng(0)
+    reference, mask, _ = _opaque_scene(rng, 0)
+    frame, disk, patches = _opaque_scene(rng, 4)
+    alphas = {}
+    for share in (0.1, 0.0):
+        engine = make_engine("classical", strand_share=share)
+        query = engine.encode_reference(reference, make_prompt(mask))
+        assert query.meta["strand_share"] < 0.01
+        _, state = engine.reference_matte(query)
+        alphas[share] = engine.matte_frame(frame, query, state=state)[0].alpha
+    assert alphas[0.1][patches].mean() > 0.5
+    assert alphas[0.1][patches].mean() > alphas[0.0][patches].mean() + 0.2
+    assert alphas[0.1][disk].mean() > 0.9
+
+
+def test_a_furry_reference_has_a_large_strand_share():
+    frame = next(iter(synth_collection(n_images=2, size=(384, 288), seed=0)))
+    query = make_engine("classical").encode_reference(frame.image, make_prompt(frame.alpha > 0.5))
+    assert query.meta["strand_share"] > 0.1  # the band widens as far in as out on its frames
