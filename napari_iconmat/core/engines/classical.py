@@ -335,14 +335,17 @@ class ClassicalEngine(Engine):
         if prompt.kind == "alpha":
             alpha = shape = prompt.alpha.copy()
             mask = alpha > 0.5
+            fragmented = fragmented_parts(mask)
         else:
             mask = prompt.alpha > 0.5 if prompt.kind == "mask" else self._segment_scribble(rgb, prompt)
+            fragmented = fragmented_parts(mask)
             # the user's mask is the truth on the reference: the cues that find the object again
             # read it with a softened edge and no change of shape ...
             shape = self._matte_mask(rgb, mask, None, widen=False)
             # ... while the reference's own alpha reaches as far as its fur and strands do: the
             # band widens around the mask's fragmented parts, where a binary mask cannot be right
-            alpha = self._matte_mask(rgb, mask, None, widen_near=fragmented_parts(mask), solved=shape)
+            inner = self._inner_reach_of(fragmented.sum() / max(int(mask.sum()), 1))
+            alpha = self._matte_mask(rgb, mask, None, widen_near=fragmented, solved=shape, inner=inner)
         fg, bg = self._sure_regions(shape)
         model = fit_colour_model(lab_bins(rgb), fg, bg)
         if model is None:  # tiny or thin objects: fall back to the prompt itself
@@ -374,7 +377,7 @@ class ClassicalEngine(Engine):
             "area_fraction": float(core.mean()),
             "touches_border": bool(core[0].any() or core[-1].any() or core[:, 0].any() or core[:, -1].any()),
             # how much of the object is strands: how far into it the frames' unknown band may widen
-            "strand_share": float(fragmented_parts(mask).sum() / max(int(mask.sum()), 1)),
+            "strand_share": float(fragmented.sum() / max(int(mask.sum()), 1)),
         }
         return ReferenceQuery(signature=signature, arrays=arrays, meta=meta)
 
@@ -732,10 +735,12 @@ class ClassicalEngine(Engine):
 
     def _inner_reach(self, query: ReferenceQuery) -> float:
         """How far into the object the widened band reaches, as a share (0..1) of how far out."""
-        share = query.meta.get("strand_share")
-        if self._params["strand_share"] <= 0 or share is None:
+        return self._inner_reach_of(query.meta.get("strand_share"))
+
+    def _inner_reach_of(self, strand_share: float | None) -> float:
+        if self._params["strand_share"] <= 0 or strand_share is None:
             return 1.0
-        return min(1.0, share / self._params["strand_share"])
+        return min(1.0, float(strand_share) / self._params["strand_share"])
 
     def _matte_mask(self, rgb, mask, uncertainty, *, guess=None, confidence=None, widen=True, unknown=None, widen_near=None, solved=None, inner=1.0) -> np.ndarray:
         """Alpha (H, W) of a coarse mask: solved on its unknown band (or ``solved``, that solve done
