@@ -144,7 +144,7 @@ def thin_reach(reference: np.ndarray, fraction: float = 0.12) -> float:
     return float(np.percentile(distance[reference.astype(bool)], 99) / np.sqrt(area))
 
 
-def bound_to_core(mask: np.ndarray, log_odds: np.ndarray, reach: float, *, fraction: float = 0.12, slack: float = 1.3, keep: float = 0.3) -> np.ndarray:
+def bound_to_core(mask: np.ndarray, log_odds: np.ndarray, reach: float, *, fraction: float = 0.12, slack: float = 1.3, keep: float = 0.3, drop_look_alikes: bool = True) -> np.ndarray:
     """Cut away look-alikes that touch the object through thin structures (fur, strands).
 
     The mask is opened by a disk of radius ``fraction`` x sqrt(area): thin structures and
@@ -152,7 +152,9 @@ def bound_to_core(mask: np.ndarray, log_odds: np.ndarray, reach: float, *, fract
     one's positive evidence (``log_odds``) are the object's body; the weaker thick blobs are
     look-alikes and dropped, as are mask pixels farther from the body than ``slack`` x ``reach``
     x sqrt(mask area) (:func:`thin_reach` of the reference); what is left is kept where
-    connected to the body. Returns an (h, w) bool mask.
+    connected to the body (``drop_look_alikes=False`` keeps the weaker thick blobs to that
+    distance rule: on tracked frames they can be the object's own parts, split by an occluder).
+    Returns an (h, w) bool mask.
     """
     mask = mask.astype(bool)
     area = int(mask.sum())
@@ -165,10 +167,12 @@ def bound_to_core(mask: np.ndarray, log_odds: np.ndarray, reach: float, *, fract
     evidence[0] = -1.0
     is_body = evidence >= keep * evidence.max()
     body = is_body[labels] & (labels > 0)
-    # a thick blob with weak evidence is a look-alike, not one of the thin structures the reach allows
-    look_alike = cv2.dilate(((~is_body)[labels] & (labels > 0)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     distance = cv2.distanceTransform((~body).astype(np.uint8), cv2.DIST_L2, 3)
-    near = mask & ~(look_alike & ~body) & (distance <= slack * reach * np.sqrt(area) + 2.0)
+    near = mask & (distance <= slack * reach * np.sqrt(area) + 2.0)
+    if drop_look_alikes:
+        # a thick blob with weak evidence is a look-alike, not one of the thin structures the reach allows
+        look_alike = cv2.dilate(((~is_body)[labels] & (labels > 0)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        near &= ~(look_alike & ~body)
     n, near_labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=8)
     touching = np.bincount(near_labels[body], minlength=n) > 0
     touching[0] = False

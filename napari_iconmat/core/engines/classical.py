@@ -230,6 +230,10 @@ class ClassicalEngine(Engine):
     reach_slack : float
         ... and the cut keeps only what lies within this many times the reference's reach of thin
         parts (fur, antennae) of its thick body, cutting away look-alikes joined through them (0 = off).
+    compact_reach : float
+        A reference whose thin parts reach less than this (:func:`~napari_iconmat.core.segmentation.thin_reach`,
+        over sqrt(area)) is a compact object: on tracked frames too, what lies farther from its body
+        than ``reach_slack`` x this reach is cut (leaks crept along a kerb or a road line). 0 = off.
     placed_soft : int
         Frames placed by a keypoint transform: the soft parts of the placed reference alpha
         (edges, strands, antennae, translucent parts), this many pixels wider, are left to the
@@ -277,6 +281,7 @@ class ClassicalEngine(Engine):
         regrow: float = 1.0,
         motion: float = 8.0,
         reach_slack: float = 2.0,
+        compact_reach: float = 0.05,
         placed_soft: int = 1,
         thin_matte: int = 2,
     ):
@@ -309,6 +314,7 @@ class ClassicalEngine(Engine):
             regrow=float(regrow),
             motion=float(motion),
             reach_slack=float(reach_slack),
+            compact_reach=float(compact_reach),
             placed_soft=int(placed_soft),
             thin_matte=int(thin_matte),
         )
@@ -477,6 +483,8 @@ class ClassicalEngine(Engine):
             # without a temporal neighbour, stray look-alike blobs are common: keep dominant components only
             if neighbour:
                 mask_small = keep_supported(mask_small, support | (support.sum() == 0))
+                if p["compact_reach"] > 0 and p["reach_slack"] > 0:
+                    mask_small = self._bound_compact(query, mask_small, log_odds)
             else:
                 mask_small = select_object(mask_small, log_odds, query.meta["area_fraction"], query.meta["touches_border"])
                 if carried is None and p["refit_rounds"] > 0:
@@ -652,6 +660,18 @@ class ClassicalEngine(Engine):
         thin structures reaching as far beyond the body as the reference's do."""
         ref_mask = self._reference_shape_small(query) > 0.5
         return bound_to_core(mask, log_odds, thin_reach(ref_mask), slack=self._params["reach_slack"])
+
+    def _bound_compact(self, query, mask, log_odds):
+        """Tracked frame of a compact object (the reference's thin parts reach less than
+        ``compact_reach``): what lies farther from its body than ``reach_slack`` x ``compact_reach``
+        x sqrt(area) is a leak crept along background of its colours (a kerb, a road line): cut away."""
+        if getattr(self, "_compact_key", None) != query.signature:
+            self._compact_key, self._compact_reach = query.signature, thin_reach(self._reference_shape_small(query) > 0.5)
+        limit = self._params["compact_reach"]
+        if not self._compact_reach < limit:
+            return mask
+        # the limit, not the reach itself (near 0 on a smooth mask), bounds how far parts may stick out
+        return bound_to_core(mask, log_odds, limit, slack=self._params["reach_slack"], drop_look_alikes=False)
 
     def _redetect(self, query: ReferenceQuery, gray: np.ndarray, carried: np.ndarray):
         """Evidence (-1..1, working size) from the reference's object parts found again in the frame.

@@ -208,7 +208,8 @@ def test_motion_cue_drops_a_carried_leak_that_moves_with_the_camera():
     reference = masks[0].copy()
     reference[20:40, 150:170] = True  # the leak: background moving with the camera, smaller than the object
     for motion, keeps_leak in ((0.0, True), (8.0, False)):
-        engine = make_engine("classical", motion=motion)
+        # the compact bound would cut this far-away leak too: off, to see the motion cue alone
+        engine = make_engine("classical", motion=motion, compact_reach=0)
         query = engine.encode_reference(frames[0], make_prompt(reference))
         results = dict(propagate(frames, query, engine, reference_index=0))
         leak = results[5].alpha[22:38, 142:158].mean()  # where the camera has taken the patch
@@ -292,3 +293,34 @@ def test_a_furry_reference_has_a_large_strand_share():
     frame = next(iter(synth_collection(n_images=2, size=(384, 288), seed=0)))
     query = make_engine("classical").encode_reference(frame.image, make_prompt(frame.alpha > 0.5))
     assert query.meta["strand_share"] > 0.1  # the band widens as far in as out on its frames
+
+
+def test_a_compact_object_does_not_creep_along_a_line_of_its_colour():
+    """A disk (no thin parts: a compact reference) tracked over frames where a thin line of its
+    colour touches it: the cut keeps nothing of the line far from the body, while without the
+    compact bound (``compact_reach=0``) the leak creeps along it."""
+    rng = np.random.default_rng(1)
+    h, w = 160, 240
+    yy, xx = np.mgrid[:h, :w]
+    disk = (xx - 90) ** 2 + (yy - 80) ** 2 <= 40**2
+    line = (abs(yy - 80) <= 1) & (xx > 120) & (xx < 230)
+    far = line & (xx > 140)
+
+    def scene(with_line):
+        image = np.clip(0.5 + 0.05 * rng.standard_normal((h, w, 3)), 0, 1)
+        image[disk | (line & with_line)] = [0.85, 0.2, 0.2]
+        return (image * 255).astype(np.uint8)
+
+    reference = scene(False)
+    leaked = {}
+    for compact_reach in (0.05, 0.0):
+        engine = make_engine("classical", compact_reach=compact_reach)
+        query = engine.encode_reference(reference, make_prompt(disk))
+        _, state = engine.reference_matte(query)
+        leaked[compact_reach] = 0.0
+        for _ in range(3):
+            matte, state = engine.matte_frame(scene(True), query, state=state)
+            assert matte.coarse[disk].mean() > 0.99
+            leaked[compact_reach] = max(leaked[compact_reach], matte.coarse[far].mean())
+    assert leaked[0.05] == 0.0
+    assert leaked[0.0] > 0.1
