@@ -341,17 +341,17 @@ class ClassicalEngine(Engine):
         if prompt.kind == "alpha":
             alpha = shape = prompt.alpha.copy()
             mask = alpha > 0.5
-            fragmented = fragmented_parts(mask)
+            strand_share = float(fragmented_parts(mask).sum() / max(int(mask.sum()), 1))
         else:
             mask = prompt.alpha > 0.5 if prompt.kind == "mask" else self._segment_scribble(rgb, prompt)
             fragmented = fragmented_parts(mask)
+            strand_share = float(fragmented.sum() / max(int(mask.sum()), 1))
             # the user's mask is the truth on the reference: the cues that find the object again
             # read it with a softened edge and no change of shape ...
             shape = self._matte_mask(rgb, mask, None, widen=False)
             # ... while the reference's own alpha reaches as far as its fur and strands do: the
             # band widens around the mask's fragmented parts, where a binary mask cannot be right
-            inner = self._inner_reach_of(fragmented.sum() / max(int(mask.sum()), 1))
-            alpha = self._matte_mask(rgb, mask, None, widen_near=fragmented, solved=shape, inner=inner)
+            alpha = self._matte_mask(rgb, mask, None, widen_near=fragmented, solved=shape, inner=self._inner_reach(strand_share))
         fg, bg = self._sure_regions(shape)
         model = fit_colour_model(lab_bins(rgb), fg, bg)
         if model is None:  # tiny or thin objects: fall back to the prompt itself
@@ -383,7 +383,7 @@ class ClassicalEngine(Engine):
             "area_fraction": float(core.mean()),
             "touches_border": bool(core[0].any() or core[-1].any() or core[:, 0].any() or core[:, -1].any()),
             # how much of the object is strands: how far into it the frames' unknown band may widen
-            "strand_share": float(fragmented.sum() / max(int(mask.sum()), 1)),
+            "strand_share": strand_share,
         }
         return ReferenceQuery(signature=signature, arrays=arrays, meta=meta)
 
@@ -500,7 +500,7 @@ class ClassicalEngine(Engine):
         if not neighbour and carried is not None and p["placed_soft"] > 0:
             unknown, carried_full = self._placed_soft(query, transform, small_hw, coarse)
         if coarse.any():
-            alpha = self._matte_mask(rgb, coarse, uncertainty, guess=carried_full, confidence=confidence_full, unknown=unknown, inner=self._inner_reach(query))
+            alpha = self._matte_mask(rgb, coarse, uncertainty, guess=carried_full, confidence=confidence_full, unknown=unknown, inner=self._inner_reach(query.meta.get("strand_share")))
         else:
             alpha = np.zeros(full_hw, np.float32)
         foreground = estimate_foreground(rgb, alpha) if with_foreground else None
@@ -753,11 +753,8 @@ class ClassicalEngine(Engine):
             model = refit.blend(fit_colour_model(bins, prompt.foreground, prompt.background), 0.5)
         return mask
 
-    def _inner_reach(self, query: ReferenceQuery) -> float:
+    def _inner_reach(self, strand_share: float | None) -> float:
         """How far into the object the widened band reaches, as a share (0..1) of how far out."""
-        return self._inner_reach_of(query.meta.get("strand_share"))
-
-    def _inner_reach_of(self, strand_share: float | None) -> float:
         if self._params["strand_share"] <= 0 or strand_share is None:
             return 1.0
         return min(1.0, float(strand_share) / self._params["strand_share"])
