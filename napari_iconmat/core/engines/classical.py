@@ -658,17 +658,21 @@ class ClassicalEngine(Engine):
         """Collection image without a keypoint transform: look-alikes joined to the object through
         thin structures cut away (:func:`~napari_iconmat.core.segmentation.bound_to_core`), the
         thin structures reaching as far beyond the body as the reference's do."""
-        ref_mask = self._reference_shape_small(query) > 0.5
-        return bound_to_core(mask, log_odds, thin_reach(ref_mask), slack=self._params["reach_slack"])
+        return bound_to_core(mask, log_odds, self._thin_reach(query), slack=self._params["reach_slack"])
+
+    def _thin_reach(self, query: ReferenceQuery) -> float:
+        """:func:`~napari_iconmat.core.segmentation.thin_reach` of the reference's shape at working size,
+        computed once per reference."""
+        if getattr(self, "_thin_reach_of", (None,))[0] != query.signature:
+            self._thin_reach_of = (query.signature, thin_reach(self._reference_shape_small(query) > 0.5))
+        return self._thin_reach_of[1]
 
     def _bound_compact(self, query, mask, log_odds):
         """Tracked frame of a compact object (the reference's thin parts reach less than
         ``compact_reach``): what lies farther from its body than ``reach_slack`` x ``compact_reach``
         x sqrt(area) is a leak crept along background of its colours (a kerb, a road line): cut away."""
-        if getattr(self, "_compact_key", None) != query.signature:
-            self._compact_key, self._compact_reach = query.signature, thin_reach(self._reference_shape_small(query) > 0.5)
         limit = self._params["compact_reach"]
-        if not self._compact_reach < limit:
+        if not self._thin_reach(query) < limit:
             return mask
         # the limit, not the reach itself (near 0 on a smooth mask), bounds how far parts may stick out
         return bound_to_core(mask, log_odds, limit, slack=self._params["reach_slack"], drop_look_alikes=False)
