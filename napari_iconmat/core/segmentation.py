@@ -49,11 +49,32 @@ def graph_cut(rgb: np.ndarray, log_odds: np.ndarray, smoothness) -> np.ndarray:
 
     ``smoothness`` is a float or an (H, W) map of per-pixel pairwise weights.
     """
+    smoothness = np.broadcast_to(np.asarray(smoothness, np.float64), log_odds.shape)
+    # A pixel whose log-odds are below -4x the largest pairwise weight is background in every
+    # minimum (flipping it alone to background lowers the energy), so the cut is solved only
+    # inside the bounding box of the other pixels, the rest fixed to background: same result.
+    undecided = log_odds >= -4.0 * float(smoothness.max(initial=0.0))
+    if not undecided.any():
+        return np.zeros(log_odds.shape, bool)
+    rows, cols = np.nonzero(undecided)
+    box = (slice(max(rows.min() - 1, 0), rows.max() + 2), slice(max(cols.min() - 1, 0), cols.max() + 2))
+    # squared colour steps to the right and down; the contrast scale is the whole image's
+    right = _squared_step(rgb[:, 1:], rgb[:, :-1])
+    down = _squared_step(rgb[1:, :], rgb[:-1, :])
+    beta = 1.0 / (2.0 * max(float((right.sum() + down.sum()) / max(right.size + down.size, 1)), 1e-6))
+    labels = np.zeros(log_odds.shape, bool)
+    rows_box, cols_box = box
+    labels[box] = _graph_cut(log_odds[box], smoothness[box], right[rows_box, cols_box.start : cols_box.stop - 1], down[rows_box.start : rows_box.stop - 1, cols_box], beta)
+    return labels
+
+
+def _squared_step(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    step = a - b
+    return step[..., 0] ** 2 + step[..., 1] ** 2 + step[..., 2] ** 2
+
+
+def _graph_cut(log_odds: np.ndarray, smoothness: np.ndarray, right: np.ndarray, down: np.ndarray, beta: float) -> np.ndarray:
     h, w = log_odds.shape
-    smoothness = np.broadcast_to(np.asarray(smoothness, np.float64), (h, w))
-    right = np.sum((rgb[:, 1:] - rgb[:, :-1]) ** 2, axis=2)
-    down = np.sum((rgb[1:, :] - rgb[:-1, :]) ** 2, axis=2)
-    beta = 1.0 / (2.0 * max(float(np.mean(np.concatenate([right.ravel(), down.ravel()]))), 1e-6))
     w_right = np.zeros((h, w), np.float64)
     w_down = np.zeros((h, w), np.float64)
     w_right[:, :-1] = np.minimum(smoothness[:, :-1], smoothness[:, 1:]) * np.exp(-beta * right)
