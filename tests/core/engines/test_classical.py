@@ -324,3 +324,25 @@ def test_a_compact_object_does_not_creep_along_a_line_of_its_colour():
             leaked[compact_reach] = max(leaked[compact_reach], matte.coarse[far].mean())
     assert leaked[0.05] == 0.0
     assert leaked[0.0] > 0.1
+
+
+def test_graph_cut_solved_in_the_undecided_box_equals_the_cut_of_the_whole_image():
+    """Pixels far below -4x the pairwise weight are fixed to background and the cut is solved
+    in the box around the rest: the labelling must be the one of the whole image's graph."""
+    from napari_iconmat.core.segmentation import _graph_cut, _squared_step, graph_cut
+
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        h, w = 70 + 10 * trial, 90
+        rgb = rng.random((h, w, 3)).astype(np.float32)
+        rgb[20:50, 30:60] *= 0.3  # an object with contrast at its edge
+        yy, xx = np.mgrid[:h, :w]
+        log_odds = (4.0 - np.hypot(yy - 35, xx - 45) / 1.5 + rng.normal(0, 3, (h, w))).astype(np.float32)
+        smoothness = rng.uniform(0.5, 3.0) * (rng.random((h, w)) if trial % 2 else np.ones((h, w)))
+        undecided = log_odds >= -4.0 * smoothness.max()
+        assert undecided.any() and not undecided[-1].any() and not undecided[:, -1].any()  # a box smaller than the image
+        right, down = _squared_step(rgb[:, 1:], rgb[:, :-1]), _squared_step(rgb[1:], rgb[:-1])
+        beta = 1.0 / (2.0 * float((right.sum() + down.sum()) / (right.size + down.size)))
+        whole = _graph_cut(log_odds, smoothness, right, down, beta)
+        assert 0 < whole.sum() < whole.size
+        np.testing.assert_array_equal(graph_cut(rgb, log_odds, smoothness), whole)
