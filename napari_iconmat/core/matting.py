@@ -17,7 +17,6 @@ Foreground colours come from pymatting's multilevel estimator.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse
 
 __all__ = ["solve_alpha", "estimate_foreground", "trimap_from_alpha"]
 
@@ -82,20 +81,22 @@ def solve_alpha(
     laplacian = _pymatting().cf_laplacian(image_c, epsilon=_LAPLACIAN_EPSILON, radius=1, is_known=known_c)
     u = np.flatnonzero(unknown_c.ravel())
     k = np.flatnonzero(known_c.ravel())
-    laplacian = laplacian.tocsr()
-    l_uu = laplacian[u][:, u]
-    rhs = -(laplacian[u][:, k] @ known_alpha_c[k])
+    unknown_rows = laplacian.tocsr()[u]
+    l_uu = unknown_rows[:, u].tocsr()
+    rhs = -(unknown_rows[:, k] @ known_alpha_c[k])
 
+    # a tiny ridge keeps the system positive definite where an unknown pixel touches no known one
+    ridge = np.full(u.size, 1e-6)
+    rhs = rhs + 1e-6 * 0.5
     if prior is not None and prior_weight is not None:
         weight = np.broadcast_to(np.asarray(prior_weight, np.float64), trimap.shape)[crop].ravel()[u]
-        l_uu = l_uu + scipy.sparse.diags(weight)
+        ridge = ridge + weight
         rhs = rhs + weight * np.asarray(prior, np.float64)[crop].ravel()[u]
-    # a tiny ridge keeps the system positive definite where an unknown pixel touches no known one
-    l_uu = l_uu + scipy.sparse.identity(u.size) * 1e-6
-    rhs = rhs + 1e-6 * 0.5
+    # every unknown pixel has its own diagonal entry in the Laplacian: adding to it keeps the sparsity
+    l_uu.setdiag(l_uu.diagonal() + ridge)
 
     x0 = np.full(u.size, 0.5) if guess is None else np.clip(np.asarray(guess, np.float64)[crop].ravel()[u], 0, 1)
-    solution = _jacobi_cg(l_uu.tocsr(), rhs, x0, tolerance=tolerance, max_iterations=max_iterations)
+    solution = _jacobi_cg(l_uu, rhs, x0, tolerance=tolerance, max_iterations=max_iterations)
     out_c = np.ascontiguousarray(alpha[crop])
     out_c.reshape(-1)[u] = np.clip(solution, 0.0, 1.0)
     alpha[crop] = out_c

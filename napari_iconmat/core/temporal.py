@@ -11,6 +11,7 @@ import numpy as np
 
 from .keypoints import rescale_transform
 from .segmentation import thin_parts
+from .filters import wide_gaussian
 
 __all__ = ["unchanged", "carry_thin_parts", "object_motion", "carry_thin_alpha"]
 
@@ -96,12 +97,8 @@ def carry_thin_parts(
         return carried, confidence
     sigma = max(3.0, window * np.sqrt(float(inside.sum())))
     # the object flow is smooth at the scale of sigma: spread it at a reduced size (speed)
-    step = int(np.clip(sigma // 4, 1, 4))
-    small = (max(1, h // step), max(1, w // step))
-    shrink = lambda x: cv2.resize(x, (small[1], small[0]), interpolation=cv2.INTER_AREA)
-    grow = lambda x: cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
-    mass = grow(cv2.GaussianBlur(shrink(weight), (0, 0), sigma / step))
-    moved = grow(cv2.GaussianBlur(shrink(flow * weight[..., None]), (0, 0), sigma / step)) / (mass[..., None] + 1e-6)
+    mass = wide_gaussian(weight, sigma)
+    moved = wide_gaussian(flow * weight[..., None], sigma) / (mass[..., None] + 1e-6)
     reached = mass > 1e-3 * float(mass.max())  # too far from any solid pixel: no object flow
     map_x, map_y = grid_x + moved[..., 0], grid_y + moved[..., 1]
     thin_now = cv2.remap(thin.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR) * reached

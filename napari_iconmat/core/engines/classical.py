@@ -52,6 +52,7 @@ from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
 from ..refit import fill_holes_like, refit_segmentation
 from ..segmentation import bound_to_core, fragmented_parts, graph_cut, keep_supported, select_object, thin_reach, thin_relief
+from ..filters import wide_gaussian, within
 from ..temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
 from ..trimap import band_width, trimap_from_mask
 
@@ -61,6 +62,8 @@ __all__ = ["ClassicalEngine"]
 UNSETTLED = 0.1
 # OpenCV's DIS optical flow refuses images with a side shorter than this
 _MIN_FLOW_SIDE = 12
+# px of context SIFT reads around the region searched for reference parts
+_SIFT_PAD = 24
 
 
 @dataclass
@@ -115,7 +118,7 @@ def _local_colour_log_odds(state, flow: np.ndarray, lab: np.ndarray, carried: np
     prev_lab = cv2.remap(state.lab, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     area = float(np.count_nonzero(carried > 0.5))
     sigma = max(4.0, window * np.sqrt(max(area, 1.0)))
-    blur = lambda x: cv2.GaussianBlur(x, (0, 0), sigma)
+    blur = lambda x: wide_gaussian(x, sigma)
     fg = carried.astype(np.float32)
     bg = 1.0 - fg
     scores = []
@@ -691,15 +694,22 @@ class ClassicalEngine(Engine):
         area = float(inside.sum())
         if area < 16:
             return None
-        ref_matched, frame_matched = match_reference(self._sift, gray, query.arrays["keypoints"], query.arrays["descriptors"])
+        h, w = gray.shape
+        distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
+        reach = max(6.0, self._params["margin"] * np.sqrt(area))
+        # only matches within reach of the carried object count: detect there alone (SIFT costs
+        # in proportion to the pixels it reads), with a margin for the descriptors' support
+        rows, cols = np.nonzero(distance <= reach)
+        pad = _SIFT_PAD
+        y0, y1 = max(int(rows.min()) - pad, 0), min(int(rows.max()) + pad + 1, h)
+        x0, x1 = max(int(cols.min()) - pad, 0), min(int(cols.max()) + pad + 1, w)
+        ref_matched, frame_matched = match_reference(self._sift, gray[y0:y1, x0:x1], query.arrays["keypoints"], query.arrays["descriptors"])
         if not len(ref_matched):
             return None
-        h, w = gray.shape
+        frame_matched = frame_matched + np.array([x0, y0], np.float32)
         ref_alpha = self._reference_shape_small(query)
         ref_area = max(float((ref_alpha > 0.5).sum()), 16.0)
         scale = float(np.clip(np.sqrt(area / ref_area), 0.5, 2.0))
-        distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
-        reach = max(6.0, self._params["margin"] * np.sqrt(area))
         radius = max(4, int(round(self._params["redetect_window"] * np.sqrt(area))))
         size = 2 * radius + 1
         offsets = np.arange(size, dtype=np.float32) - radius
@@ -785,8 +795,7 @@ class ClassicalEngine(Engine):
         inward = wide if inner >= 1 else int(round(max(2 * width, inner * wide)))
         grown = _widen_where_unsettled(trimap, alpha, mask, wide, inner=inward) if widen else None
         if grown is not None and widen_near is not None:
-            disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * wide + 1, 2 * wide + 1))
-            far = cv2.dilate(widen_near.astype(np.uint8), disk) == 0
+            far = ~within(widen_near, wide)
             grown[far] = trimap[far]
         if grown is not None:
             alpha = solve(rgb, grown, guess=alpha, prior=prior, prior_weight=prior_weight, **budget)
@@ -803,8 +812,7 @@ def _widen_where_unsettled(trimap: np.ndarray, alpha: np.ndarray, mask: np.ndarr
     seeds = edge & (((trimap == 0) & (reach_out > UNSETTLED)) | ((trimap == 1) & (reach_in < 1 - UNSETTLED)))
     if seeds.sum() < 4:
         return None
-    size = 2 * wide + 1
-    near = cv2.dilate(seeds.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+    near = within(seeds, wide)
     mask_u8 = mask.astype(np.uint8)
     distance = np.where(mask, cv2.distanceTransform(mask_u8, cv2.DIST_L2, 3), cv2.distanceTransform(1 - mask_u8, cv2.DIST_L2, 3))
     grown = trimap.copy()
