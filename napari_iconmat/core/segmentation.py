@@ -10,7 +10,7 @@ import cv2
 import maxflow
 import numpy as np
 
-__all__ = ["bound_to_core", "fragmented_parts", "graph_cut", "keep_supported", "select_object", "thin_parts", "thin_reach", "thin_relief"]
+__all__ = ["bound_to_core", "fragmented_parts", "graph_cut", "keep_supported", "refill_holes", "select_object", "thin_parts", "thin_reach", "thin_relief"]
 
 _DISK5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
@@ -109,6 +109,27 @@ def keep_supported(mask: np.ndarray, support: np.ndarray, min_fraction: float = 
     small[border] = False
     small[0] = False if holes_count > 0 and out[holes == 0].all() else small[0]
     return out | (small[holes] & ~out)
+
+
+def refill_holes(mask: np.ndarray, was_object: np.ndarray, share: float = 0.5) -> np.ndarray:
+    """``mask`` with the holes filled that mostly lie where the object was.
+
+    A hole is background enclosed by the mask (4-connected, not reaching the image border). It
+    is filled when at least ``share`` of its pixels are True in ``was_object`` (the previous
+    frame's object, carried to this one). (H, W) bool in, (H, W) bool out.
+    """
+    mask = mask.astype(bool)
+    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    if count <= 1:  # no background at all
+        return mask
+    flat = labels.ravel()
+    size = np.bincount(flat, minlength=count)
+    inside = np.bincount(flat, weights=was_object.ravel().astype(np.float64), minlength=count)
+    fill = inside >= share * np.maximum(size, 1)
+    fill[0] = False  # label 0 is the mask itself
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    fill[border] = False
+    return mask | fill[labels]
 
 
 def select_object(mask: np.ndarray, log_odds: np.ndarray, area_fraction: float, touches_border: bool) -> np.ndarray:

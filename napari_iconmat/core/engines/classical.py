@@ -51,7 +51,7 @@ from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
 from ..refit import fill_holes_like, refit_segmentation
-from ..segmentation import bound_to_core, fragmented_parts, graph_cut, keep_supported, select_object, thin_reach, thin_relief
+from ..segmentation import bound_to_core, fragmented_parts, graph_cut, keep_supported, refill_holes, select_object, thin_reach, thin_relief
 from ..filters import wide_gaussian, within
 from ..temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
 from ..trimap import band_width, trimap_from_mask
@@ -237,6 +237,11 @@ class ClassicalEngine(Engine):
         A reference whose thin parts reach less than this (:func:`~napari_iconmat.core.segmentation.thin_reach`,
         over sqrt(area)) is a compact object: on tracked frames too, what lies farther from its body
         than ``reach_slack`` x this reach is cut (leaks crept along a kerb or a road line). 0 = off.
+    refill_holes : float
+        Frames of a sequence: a hole of the cut (background enclosed by it) is filled when at least
+        this share of its pixels was object where the previous frame was carried to: the colour
+        model lost object parts there (car windows, shadowed folds), while holes the object really
+        forms (an arm against the body) open onto background it had around it. 0 = off.
     placed_soft : int
         Frames placed by a keypoint transform: the soft parts of the placed reference alpha
         (edges, strands, antennae, translucent parts), this many pixels wider, are left to the
@@ -285,6 +290,7 @@ class ClassicalEngine(Engine):
         motion: float = 8.0,
         reach_slack: float = 2.0,
         compact_reach: float = 0.05,
+        refill_holes: float = 0.5,
         placed_soft: int = 1,
         thin_matte: int = 2,
     ):
@@ -318,6 +324,7 @@ class ClassicalEngine(Engine):
             motion=float(motion),
             reach_slack=float(reach_slack),
             compact_reach=float(compact_reach),
+            refill_holes=float(refill_holes),
             placed_soft=int(placed_soft),
             thin_matte=int(thin_matte),
         )
@@ -486,6 +493,8 @@ class ClassicalEngine(Engine):
             # without a temporal neighbour, stray look-alike blobs are common: keep dominant components only
             if neighbour:
                 mask_small = keep_supported(mask_small, support | (support.sum() == 0))
+                if p["refill_holes"] > 0:
+                    mask_small = refill_holes(mask_small, carried > 0.5, p["refill_holes"])
                 if p["compact_reach"] > 0 and p["reach_slack"] > 0:
                     mask_small = self._bound_compact(query, mask_small, log_odds)
             else:

@@ -273,13 +273,14 @@ def _opaque_scene(rng, shift):
 def test_an_opaque_reference_keeps_the_frames_opaque_inside():
     """A reference mask without strands (a disk) lets the unsettled band widen only a little into
     the object: patches of background colour inside it stay opaque (alpha about 0.65 there, 0.23
-    when the band widens as far in as out, ``strand_share=0``)."""
+    when the band widens as far in as out, ``strand_share=0``). The patches are holes of the cut
+    where the object was, which ``refill_holes`` would fill whatever the band: off here."""
     rng = np.random.default_rng(0)
     reference, mask, _ = _opaque_scene(rng, 0)
     frame, disk, patches = _opaque_scene(rng, 4)
     alphas = {}
     for share in (0.1, 0.0):
-        engine = make_engine("classical", strand_share=share)
+        engine = make_engine("classical", strand_share=share, refill_holes=0)
         query = engine.encode_reference(reference, make_prompt(mask))
         assert query.meta["strand_share"] < 0.01
         _, state = engine.reference_matte(query)
@@ -324,6 +325,37 @@ def test_a_compact_object_does_not_creep_along_a_line_of_its_colour():
             leaked[compact_reach] = max(leaked[compact_reach], matte.coarse[far].mean())
     assert leaked[0.05] == 0.0
     assert leaked[0.0] > 0.1
+
+
+
+def test_a_window_of_background_colour_inside_a_tracked_object_stays_object():
+    """A disk tracked into frames where a patch inside it turns to the background's colour (a car
+    window, a shadowed fold): the patch is a hole of the colour cut, but the object was there,
+    so the matte keeps it opaque; without ``refill_holes`` it is cut out."""
+    rng = np.random.default_rng(2)
+    h, w = 160, 240
+    yy, xx = np.mgrid[:h, :w]
+    disk = (xx - 110) ** 2 + (yy - 80) ** 2 <= 50**2
+    window = (abs(xx - 110) <= 12) & (abs(yy - 75) <= 10)
+
+    def scene(with_window):
+        image = np.clip(0.5 + 0.05 * rng.standard_normal((h, w, 3)), 0, 1)
+        image[disk] = [0.85, 0.2, 0.2]
+        if with_window:
+            image[window] = 0.5 + 0.05 * rng.standard_normal((int(window.sum()), 3))
+        return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+    reference = scene(False)
+    kept = {}
+    for refill in (0.5, 0.0):
+        engine = make_engine("classical", refill_holes=refill)
+        query = engine.encode_reference(reference, make_prompt(disk))
+        _, state = engine.reference_matte(query)
+        for _ in range(3):
+            matte, state = engine.matte_frame(scene(True), query, state=state)
+        kept[refill] = float(matte.alpha[window].mean())
+    assert kept[0.5] > 0.9
+    assert kept[0.0] < 0.5
 
 
 def test_graph_cut_solved_in_the_undecided_box_equals_the_cut_of_the_whole_image():
