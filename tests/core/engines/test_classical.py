@@ -296,6 +296,17 @@ def test_a_furry_reference_has_a_large_strand_share():
     assert query.meta["strand_share"] > 0.1  # the band widens as far in as out on its frames
 
 
+def _tracked(reference, mask, frames, **options):
+    """The mattes of ``frames`` tracked from a reference image and mask by the classical engine."""
+    engine = make_engine("classical", **options)
+    query = engine.encode_reference(reference, make_prompt(mask))
+    _, state = engine.reference_matte(query)
+    mattes = []
+    for frame in frames:
+        matte, state = engine.matte_frame(frame, query, state=state)
+        mattes.append(matte)
+    return mattes
+
 def test_a_compact_object_does_not_creep_along_a_line_of_its_colour():
     """A disk (no thin parts: a compact reference) tracked over frames where a thin line of its
     colour touches it: the cut keeps nothing of the line far from the body, while without the
@@ -312,17 +323,11 @@ def test_a_compact_object_does_not_creep_along_a_line_of_its_colour():
         image[disk | (line & with_line)] = [0.85, 0.2, 0.2]
         return (image * 255).astype(np.uint8)
 
-    reference = scene(False)
     leaked = {}
     for compact_reach in (0.05, 0.0):
-        engine = make_engine("classical", compact_reach=compact_reach)
-        query = engine.encode_reference(reference, make_prompt(disk))
-        _, state = engine.reference_matte(query)
-        leaked[compact_reach] = 0.0
-        for _ in range(3):
-            matte, state = engine.matte_frame(scene(True), query, state=state)
-            assert matte.coarse[disk].mean() > 0.99
-            leaked[compact_reach] = max(leaked[compact_reach], matte.coarse[far].mean())
+        mattes = _tracked(scene(False), disk, [scene(True) for _ in range(3)], compact_reach=compact_reach)
+        assert all(matte.coarse[disk].mean() > 0.99 for matte in mattes)
+        leaked[compact_reach] = max(matte.coarse[far].mean() for matte in mattes)
     assert leaked[0.05] == 0.0
     assert leaked[0.0] > 0.1
 
@@ -345,15 +350,10 @@ def test_a_window_of_background_colour_inside_a_tracked_object_stays_object():
             image[window] = 0.5 + 0.05 * rng.standard_normal((int(window.sum()), 3))
         return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
-    reference = scene(False)
     kept = {}
     for refill in (0.5, 0.0):
-        engine = make_engine("classical", refill_holes=refill)
-        query = engine.encode_reference(reference, make_prompt(disk))
-        _, state = engine.reference_matte(query)
-        for _ in range(3):
-            matte, state = engine.matte_frame(scene(True), query, state=state)
-        kept[refill] = float(matte.alpha[window].mean())
+        mattes = _tracked(scene(False), disk, [scene(True) for _ in range(3)], refill_holes=refill)
+        kept[refill] = float(mattes[-1].alpha[window].mean())
     assert kept[0.5] > 0.9
     assert kept[0.0] < 0.5
 
