@@ -9,9 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .filters import wide_gaussian
 from .keypoints import rescale_transform
 from .segmentation import thin_parts
-from .filters import wide_gaussian
 
 __all__ = ["unchanged", "carry_thin_parts", "object_motion", "carry_thin_alpha"]
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins
 from ..engine import Engine, EngineStatus, FrameMatte
+from ..filters import wide_gaussian, within
 from ..frames import intensity_range, to_rgb_float
 from ..keypoints import fit_reference_transform, match_reference, object_keypoints
 from ..matting import estimate_foreground, solve_alpha
@@ -52,7 +53,6 @@ from ..refine import DEFAULT_VITMATTE, make_refiner
 from ..reference import ReferenceQuery, reference_signature
 from ..refit import fill_holes_like, refit_segmentation
 from ..segmentation import bound_to_core, fragmented_parts, graph_cut, keep_supported, refill_holes, select_object, thin_reach, thin_relief
-from ..filters import wide_gaussian, within
 from ..temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
 from ..trimap import band_width, trimap_from_mask
 
