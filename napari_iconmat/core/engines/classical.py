@@ -47,6 +47,7 @@ from ..filters import wide_gaussian, within
 from ..frames import intensity_range, to_rgb_float
 from ..keypoints import fit_reference_transform, match_reference, object_keypoints
 from ..matting import estimate_foreground, solve_alpha
+from ..memory import release_free_memory
 from ..motion import background_motion, motion_evidence
 from ..prompt import Prompt
 from ..refine import DEFAULT_VITMATTE, make_refiner
@@ -64,6 +65,8 @@ UNSETTLED = 0.1
 _MIN_FLOW_SIDE = 12
 # px of context SIFT reads around the region searched for reference parts
 _SIFT_PAD = 24
+# frames between returns of freed heap memory to the system (see core/memory.py)
+_TRIM_EVERY = 25
 
 
 @dataclass
@@ -518,6 +521,9 @@ class ClassicalEngine(Engine):
         foreground = estimate_foreground(rgb, alpha) if with_foreground else None
 
         new_model = self._adapt(query, model, bins, _resize(alpha, small_hw))
+        self._frames_matted = getattr(self, "_frames_matted", 0) + 1
+        if self._frames_matted % _TRIM_EVERY == 0:
+            release_free_memory()
         track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model)
         return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground), track
 
