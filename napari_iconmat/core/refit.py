@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from .appearance import ColourModel, fit_colour_model
-from .segmentation import graph_cut, select_object
+from .segmentation import enclosed_background, graph_cut, select_object
 
 __all__ = ["refit_segmentation", "holes", "fill_holes_like"]
 
@@ -88,11 +88,7 @@ def refit_segmentation(
 
 def holes(mask: np.ndarray) -> np.ndarray:
     """(h, w) bool: background pixels enclosed by ``mask`` (4-connected, not reaching the border)."""
-    count, labels = cv2.connectedComponents((~mask.astype(bool)).astype(np.uint8), connectivity=4)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    enclosed = np.ones(count, bool)
-    enclosed[border] = False
-    enclosed[0] = False  # label 0 is the mask itself
+    labels, enclosed = enclosed_background(mask)
     return enclosed[labels]
 
 

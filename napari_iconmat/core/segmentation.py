@@ -10,7 +10,7 @@ import cv2
 import maxflow
 import numpy as np
 
-__all__ = ["bound_to_core", "fragmented_parts", "graph_cut", "keep_supported", "refill_holes", "select_object", "thin_parts", "thin_reach", "thin_relief"]
+__all__ = ["bound_to_core", "enclosed_background", "fragmented_parts", "graph_cut", "keep_supported", "refill_holes", "select_object", "thin_parts", "thin_reach", "thin_relief"]
 
 _DISK5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
@@ -111,24 +111,34 @@ def keep_supported(mask: np.ndarray, support: np.ndarray, min_fraction: float = 
     return out | (small[holes] & ~out)
 
 
+def enclosed_background(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The background of ``mask`` in 4-connected components, and which of them are holes.
+
+    Returns ``labels`` ((H, W) int32, 0 on the mask) and ``enclosed`` (bool per label: a
+    component that does not reach the image border).
+    """
+    count, labels = cv2.connectedComponents((~mask.astype(bool)).astype(np.uint8), connectivity=4)
+    enclosed = np.ones(count, bool)
+    enclosed[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = False
+    enclosed[0] = False  # label 0 is the mask itself
+    return labels, enclosed
+
+
 def refill_holes(mask: np.ndarray, was_object: np.ndarray, share: float = 0.5) -> np.ndarray:
     """``mask`` with the holes filled that mostly lie where the object was.
 
-    A hole is background enclosed by the mask (4-connected, not reaching the image border). It
-    is filled when at least ``share`` of its pixels are True in ``was_object`` (the previous
-    frame's object, carried to this one). (H, W) bool in, (H, W) bool out.
+    A hole is background enclosed by the mask (:func:`enclosed_background`). It is filled when
+    at least ``share`` of its pixels are True in ``was_object`` (the previous frame's object,
+    carried to this one). (H, W) bool in, (H, W) bool out.
     """
     mask = mask.astype(bool)
-    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
-    if count <= 1:  # no background at all
+    labels, enclosed = enclosed_background(mask)
+    if not enclosed.any():
         return mask
     flat = labels.ravel()
-    size = np.bincount(flat, minlength=count)
-    inside = np.bincount(flat, weights=was_object.ravel().astype(np.float64), minlength=count)
-    fill = inside >= share * np.maximum(size, 1)
-    fill[0] = False  # label 0 is the mask itself
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    fill[border] = False
+    size = np.bincount(flat, minlength=enclosed.size)
+    inside = np.bincount(flat, weights=was_object.ravel().astype(np.float64), minlength=enclosed.size)
+    fill = enclosed & (inside >= share * np.maximum(size, 1))
     return mask | fill[labels]
 
 

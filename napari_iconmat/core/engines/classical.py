@@ -336,6 +336,7 @@ class ClassicalEngine(Engine):
             self._params.update(refiner=refiner, vitmatte=str(vitmatte))
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._sift = cv2.SIFT_create(nfeatures=1500)
+        self._frames_matted = 0  # for returning freed memory every _TRIM_EVERY frames
 
     @classmethod
     def status(cls) -> EngineStatus:
@@ -521,7 +522,7 @@ class ClassicalEngine(Engine):
         foreground = estimate_foreground(rgb, alpha) if with_foreground else None
 
         new_model = self._adapt(query, model, bins, _resize(alpha, small_hw))
-        self._frames_matted = getattr(self, "_frames_matted", 0) + 1
+        self._frames_matted += 1
         if self._frames_matted % _TRIM_EVERY == 0:
             release_free_memory()
         track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model)
