@@ -142,6 +142,36 @@ def test_unreadable_and_missing_files(tmp_path, capsys):
     assert main(["checkpoint", "convert", str(junk), str(tmp_path / "out.bin")]) == 2
 
 
+@pytest.mark.parametrize("damage", ["text", "random", "truncated", "flipped"])
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_damaged_files_give_one_line_errors(released_file, tmp_path, capsys, damage, suffix):
+    """Any damaged file is a CheckpointError (exit 2, one line), never a bare traceback."""
+    if suffix == ".pth":
+        good = released_file.read_bytes()
+    else:
+        converted = tmp_path / "good.safetensors"
+        ckpt.convert_checkpoint(released_file, converted)
+        good = converted.read_bytes()
+    generator = torch.Generator().manual_seed(len(damage))
+    if damage == "text":
+        data = b"hi\n"
+    elif damage == "random":
+        data = bytes(torch.randint(0, 256, (4096,), generator=generator, dtype=torch.uint8).tolist())
+    elif damage == "truncated":
+        data = good[: len(good) // 3]
+    else:  # bytes overwritten near the start, where the headers are
+        data = bytearray(good)
+        data[8:72] = bytes(range(64))
+        data = bytes(data)
+    path = tmp_path / f"damaged{suffix}"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError):
+        ckpt.read_state_dict(path)
+    assert main(["checkpoint", "inspect", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("iconmat: error:")
+
+
 def test_torch_load_is_always_weights_only():
     calls = []
     for path in PACKAGE.rglob("*.py"):
