@@ -30,6 +30,9 @@ from .config import SD_REQUIRED_FILES, IconMattingConfig
 __all__ = ["DiffusionFeatures", "TargetFeatures", "build_feature_extractor"]
 
 
+_REFERENCE_STREAM, _TARGET_STREAM = 0, 1
+
+
 class _Stop(Exception):
     """Raised by a forward hook to end the UNet pass early."""
 
@@ -218,19 +221,22 @@ class DiffusionFeatures(nn.Module):
         # frozen: always in eval mode, whatever the parent module does
         return super().train(False)
 
-    def noisy_latents(self, images: torch.Tensor, *, seed: int | None = None) -> torch.Tensor:
+    def noisy_latents(self, images: torch.Tensor, *, seed: int | None = None, stream: int = 0) -> torch.Tensor:
         """Ensemble of noisy latents, ``(B·E, 4, S/8, S/8)``, b-major.
 
         Each copy gets its own VAE posterior sample and its own noise. With
-        ``seed`` the draws come from a CPU generator (the same on every device);
-        without, from the global RNG.
+        ``seed`` the draws come from a CPU generator (the same on every device)
+        seeded with ``2 * seed + stream``: references draw from stream 0 and
+        targets from stream 1, so that a reference and a target never share
+        their noise (the released code draws both afresh). Without ``seed``,
+        from the global RNG.
         """
         e = self.config.ensemble_size
         posterior = self.vae.encode(images.to(self.device, self.dtype)).latent_dist
         mean, std = posterior.mean, posterior.std
         shape = (mean.shape[0], e, *mean.shape[1:])
         if seed is not None:
-            generator = torch.Generator().manual_seed(int(seed))
+            generator = torch.Generator().manual_seed(2 * int(seed) + int(stream))
             eps = torch.randn(shape, generator=generator).to(self.device, self.dtype)
             noise = torch.randn(shape, generator=generator).to(self.device, self.dtype)
         else:
@@ -267,7 +273,7 @@ class DiffusionFeatures(nn.Module):
     @torch.no_grad()
     def reference_features(self, images: torch.Tensor, *, seed: int | None = None) -> torch.Tensor:
         """Fine-grid features of references: (B, 3, S, S) in [-1, 1] → (B, C1, S/16, S/16) float32."""
-        latents = self.noisy_latents(images, seed=seed)
+        latents = self.noisy_latents(images, seed=seed, stream=_REFERENCE_STREAM)
         captured = self._run_unet(latents, self.reference_stop, {self.feature_blocks[1]}, record=False)
         return self._average(captured[self.feature_blocks[1]])
 
@@ -277,7 +283,7 @@ class DiffusionFeatures(nn.Module):
 
         ``images`` (B, 3, S, S) in [-1, 1].
         """
-        latents = self.noisy_latents(images, seed=seed)
+        latents = self.noisy_latents(images, seed=seed, stream=_TARGET_STREAM)
         stop = self.target_stop if attention else self.feature_blocks[1]
         captured = self._run_unet(latents, stop, set(self.feature_blocks), record=attention)
         features = tuple(self._average(captured[i]) for i in self.feature_blocks)

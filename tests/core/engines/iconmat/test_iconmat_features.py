@@ -79,6 +79,18 @@ def test_seeded_features_are_reproducible_and_the_seed_matters(tiny_model, tiny_
     assert not torch.allclose(a, c)
 
 
+def test_reference_and_target_never_share_their_noise(tiny_model, tiny_inputs):
+    """The same image seeded alike gets different draws as a reference and as a target."""
+    extractor = tiny_model.feature_extractor
+    image = tiny_inputs[0][:1]
+    as_reference = extractor.reference_features(image, seed=5)
+    as_target = extractor.target_features(image, seed=5, attention=False).features[1]
+    assert not torch.allclose(as_reference, as_target)
+    with torch.no_grad():
+        streams = [extractor.noisy_latents(image, seed=5, stream=s) for s in (0, 1, 0)]
+    assert torch.equal(streams[0], streams[2]) and not torch.allclose(streams[0], streams[1])
+
+
 def test_noise_level_is_the_timestep_of_the_config(tiny_model, tiny_inputs):
     extractor = tiny_model.feature_extractor
     alpha_bar = extractor.scheduler.alphas_cumprod[200].item()
