@@ -162,3 +162,28 @@ def test_from_pretrained_loads_a_local_diffusers_folder_and_a_decoder(tiny_sd_fo
     save_file(InContextDecoder(IconMattingConfig()).state_dict(), str(big))
     with pytest.raises(CheckpointError, match="wrong shape"):
         load_decoder_weights(model.decoder, big)
+
+
+def test_half_precision_features_feed_the_float32_decoder(tiny_config, tiny_inputs):
+    """The GPU option dtype=bfloat16 (SD part only), run here on the CPU: same plumbing, close features."""
+    reference, mask, target = tiny_inputs
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = InContextMatting(tiny_config).eval()
+    extractor = model.feature_extractor
+    with torch.no_grad():
+        full = extractor.target_features(target, seed=3)
+        query = model.encode_reference(reference, mask, seed=3)
+        alpha_full = model.matte(target, query, seed=3)
+        extractor.to(torch.bfloat16)
+        half = extractor.target_features(target, seed=3)
+        query_half = model.encode_reference(reference, mask, seed=3)
+        alpha_half = model.matte(target, query_half, seed=3)
+    assert extractor.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in model.decoder.parameters())
+    for a, b in zip(full.features + full.attention, half.features + half.attention):
+        assert b.dtype == torch.float32  # averaged in float32
+        relative = ((a - b).abs().max() / a.abs().max()).item()
+        assert 0 < relative < 0.05  # bfloat16 really ran, and stayed close
+    assert [t.dtype for t in query_half.tokens] == [torch.float32] * 2
+    assert torch.isfinite(alpha_half).all() and (alpha_half - alpha_full).abs().max() < 0.05
