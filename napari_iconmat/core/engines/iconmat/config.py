@@ -177,7 +177,23 @@ class IconMattingConfig:
     scheduler_config: dict = field(default_factory=lambda: dict(SD21_SCHEDULER_CONFIG))
 
     def __post_init__(self) -> None:
-        if int(self.resolution) != self.resolution or self.resolution < 64 or self.resolution % 64:
+        for name in ("resolution", "timestep", "ensemble_size", "attn_out_dim", "head_hidden", "img_chans"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        for name in ("feature_channels", "ft_out_dim", "convstream_out", "fusion_out"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+                raise ValueError(f"{name} must be a sequence of integers, got {value!r}")
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in value):
+                raise ValueError(f"{name} must hold positive integers, got {value!r}")
+        if min(self.attn_out_dim, self.head_hidden, self.img_chans) < 1:
+            raise ValueError("attn_out_dim, head_hidden and img_chans must be positive")
+        if isinstance(self.mask_threshold, bool) or not isinstance(self.mask_threshold, (int, float)) or not 0 <= self.mask_threshold < 1:
+            raise ValueError(f"mask_threshold must be a number in [0, 1), got {self.mask_threshold!r}")
+        if not isinstance(self.use_sigmoid, bool):
+            raise ValueError(f"use_sigmoid must be true or false, got {self.use_sigmoid!r}")
+        if self.resolution < 64 or self.resolution % 64:
             raise ValueError(f"resolution must be a positive multiple of 64, got {self.resolution!r}")
         if not 0 <= int(self.timestep) < int(self.scheduler_config.get("num_train_timesteps", 1000)):
             raise ValueError(f"timestep must lie in [0, num_train_timesteps), got {self.timestep!r}")

@@ -30,6 +30,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -268,16 +269,11 @@ def _restore(folder: Path, decoder, optimizer, params) -> int:
 # ---------------------------------------------------------------- model
 
 
-def _pick_device(device: str | None) -> str:
-    import torch
+def _pick_device(device: str | None):
+    """The torch device for ``device`` (None or 'auto': cuda > mps > cpu); InputError if unusable."""
+    from .engine import _pick_device as pick
 
-    if device:
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    return pick(str(device or "auto"))
 
 
 def _model_config(settings: dict):
@@ -452,11 +448,11 @@ def train_decoder(
     from .losses import check_loss, matting_losses
 
     config = _model_config(settings)
+    device = _pick_device(device)
     # the data first: a bad dataset fails before Stable Diffusion is loaded
     pairs = InContextPairs(data_root, settings["datasets"], resolution=config.resolution, seed=settings["seed"])
     torch.manual_seed(settings["seed"])
     model = _build_model(settings, config)
-    device = _pick_device(device)
     model = model.to(device)
     model.train()
     params = [p for p in model.decoder.parameters() if p.requires_grad]
@@ -465,7 +461,10 @@ def train_decoder(
     if checkpoint is not None:
         start = _restore(checkpoint, model.decoder, optimizer, params)
     else:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create --out {out}: {exc.strerror or exc}") from None
         torch.manual_seed(settings["seed"])  # the same noise however the model was built
     for stale in (out / _CHECKPOINTS).glob(".step-*.tmp"):  # a checkpoint a killed run did not finish
         shutil.rmtree(stale, ignore_errors=True)
@@ -484,8 +483,12 @@ def train_decoder(
     def load(step: int):
         return loader.submit(pairs.batch, step, settings["batch_size"], references=in_context)
 
+    try:
+        log = open(log_path, "a", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the training log {log_path}: {exc.strerror or exc}") from None
     # one loader thread reads and resizes the next batch while this one trains (batches depend on the step only)
-    with open(log_path, "a", encoding="utf-8") as log, ThreadPoolExecutor(max_workers=1) as loader:
+    with log, ThreadPoolExecutor(max_workers=1) as loader, _clear_errors(out, settings, config):
         pending = load(start) if start < total else None
         for step in range(start, total):
             t0 = time.perf_counter()
@@ -528,6 +531,24 @@ def train_decoder(
         checkpoint=last_dir, samples=len(pairs), variant=settings["variant"], device=str(device),
         thin_references=thin,
     )  # fmt: skip
+
+
+@contextmanager
+def _clear_errors(out: Path, settings: dict, config):
+    """Running out of GPU memory or disk space in the loop: one clear line, the last checkpoint kept."""
+    import torch
+
+    kept = "the last checkpoint is kept; continue with --resume"
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise InputError(
+            f"out of GPU memory training at batch size {settings['batch_size']} and resolution {config.resolution}; "
+            f"lower --batch-size or use a larger GPU ({kept})"
+        ) from None
+    except OSError as exc:  # e.g. a full disk under the log or a checkpoint
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise InputError(f"training stopped: {exc.strerror or exc}{where}; {kept}") from None
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -20,6 +20,7 @@ from napari_iconmat.core.engines.iconmat.training import (  # noqa: E402
     train_decoder,
     warmup_factor,
 )
+from napari_iconmat.cli import main  # noqa: E402
 from napari_iconmat.core.errors import InputError  # noqa: E402
 
 from test_training_data import _write_dataset  # noqa: E402  (pytest puts this folder on sys.path)
@@ -157,11 +158,29 @@ def test_an_exploding_loss_stops_training_with_a_clear_error(data_root, tmp_path
         ({"model_options": {"bogus": 1}}, "unknown model option 'bogus'"),
         ({"resolution": 100}, "multiple of 64"),
         ({"datasets": ["nope"]}, "no folder"),
+        ({"device": "bogus"}, "device must be"),
+        ({"model_options": {"ensemble_size": 1.5}}, "ensemble_size must be an integer"),
+        ({"model_options": {"mask_threshold": "abc"}}, "mask_threshold must be a number"),
+        ({"model_options": {"fusion_out": [8, 8, 8, 0]}}, "fusion_out must hold positive integers"),
     ],
 )
 def test_bad_settings_fail_before_training(data_root, tmp_path, options, message):
     with pytest.raises(InputError, match=message):
         _train(data_root, tmp_path / "out", **{"steps": 2, **options})
+
+
+def test_unusable_output_folders_and_full_disks_are_one_line_errors(data_root, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(InputError, match="cannot create --out"):
+        _train(data_root, blocker / "out", steps=1)
+    assert main(["train", str(data_root), "--dataset", "toy", "--tiny", "--out", str(blocker / "out"), "--steps", "1"]) == 2
+
+    def full_disk(step, losses):  # called inside the loop, as a log write is
+        raise OSError(28, "No space left on device", "train-log.jsonl")
+
+    with pytest.raises(InputError, match="No space left on device.*last checkpoint is kept"):
+        _train(data_root, tmp_path / "out", steps=1, on_step=full_disk)
 
 
 def test_a_killed_cli_run_resumes_to_the_uninterrupted_weights(data_root, tmp_path):
