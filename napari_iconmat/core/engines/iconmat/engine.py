@@ -14,6 +14,7 @@ only checks that files exist.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import warnings
 
@@ -77,6 +78,20 @@ def _pick_device(device: str):
     if chosen.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InputError("device 'mps' was asked for, but it is not available here")
     return chosen
+
+
+@contextlib.contextmanager
+def _gpu_memory_error(device, what: str):
+    """Running out of GPU memory: one clear line with what to change, not a CUDA traceback."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise InputError(
+            f"out of GPU memory on {device} while {what}; use --engine-option dtype=bfloat16, "
+            "a smaller ensemble_size, or device=cpu"
+        ) from None
 
 
 class IconMattingEngine(Engine):
@@ -243,7 +258,7 @@ class IconMattingEngine(Engine):
         if not (mask > 0.5).any():
             # thinner than a pixel at the network resolution: keep every pixel it touches
             mask = (mask > 0).astype(np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), _gpu_memory_error(self._device, "encoding the reference"):
             query = self.model.encode_reference(self._tensor(fit.to_square(rgb)), self._tensor(mask), seed=self._params["seed"])
         tokens = query.tokens[0].float().cpu().numpy()
         signature = reference_signature(image, prompt, engine=self.name, version=self.version, params=self.params)
@@ -290,7 +305,7 @@ class IconMattingEngine(Engine):
 
         fit = SquareFit(rgb.shape[:2], self.config.resolution, mode=self._params["fit"])
         tokens = QueryTokens([torch.from_numpy(query.arrays["query_tokens"]).to(self._device)], [bool(query.meta.get("fallback"))])
-        with torch.inference_mode():
+        with torch.inference_mode(), _gpu_memory_error(self._device, "matting a frame"):
             out = self.model.matte(self._tensor(fit.to_square(rgb)), tokens, seed=self._params["seed"], return_maps=self.explain)
             alpha, maps = out if self.explain else (out, None)
             explain = None
