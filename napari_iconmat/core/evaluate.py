@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .io.readers import apply_orientation, exif_orientation
 from .metrics import METRIC_SCALES, _as_alpha, dtssd, image_metrics, messddt, trimap_region
 
 __all__ = ["EvalReport", "evaluate_folders", "read_alpha_file"]
@@ -52,6 +53,8 @@ def _decode(path: Path) -> np.ndarray:
         else:
             # imdecode instead of imread: also works for non-ASCII paths.
             image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+            if image is not None:
+                image = apply_orientation(image, exif_orientation(path))  # as read_image does
     except Exception as exc:  # any reader failure is an unreadable user file
         raise InputError(f"cannot read image file {path}: {exc}") from None
     if image is None or image.size == 0:

@@ -576,6 +576,37 @@ def _read_with_cv2(path: Path) -> np.ndarray:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
+    return apply_orientation(image, exif_orientation(path))
+
+
+def exif_orientation(path) -> int:
+    """The EXIF orientation tag of an image file (1-8), 1 when it has none.
+
+    Cameras and phones store pictures sensor-side up and record how to turn
+    them; every photo viewer (and OpenCV's ``imread``) shows them turned.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn and/or mirror ``(H, W[, C])`` pixels as EXIF ``orientation`` says (as ``PIL.ImageOps.exif_transpose``)."""
+    if orientation in (5, 6, 7, 8):
+        swap = (1, 0, *range(2, image.ndim))
+        turned = {5: lambda a: a.transpose(swap), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).transpose(swap), 8: lambda a: np.rot90(a, 1)}
+        return np.ascontiguousarray(turned[orientation](image))
+    if orientation == 2:
+        return np.ascontiguousarray(image[:, ::-1])
+    if orientation == 3:
+        return np.ascontiguousarray(image[::-1, ::-1])
+    if orientation == 4:
+        return np.ascontiguousarray(image[::-1])
     return image
 
 
@@ -598,6 +629,7 @@ def _image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             width, height = im.size
-            return height, width
-    except (UnidentifiedImageError, OSError, ValueError):
+            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            return (width, height) if turned else (height, width)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return tuple(read_image(path).shape[:2])

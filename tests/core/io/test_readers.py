@@ -347,3 +347,41 @@ def test_path_errors(tmp_path):
         read_image(tmp_path / "broken.png")
     with pytest.raises(InputError, match="dict"):
         open_frames({"frames": 1})
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_orientation_is_applied_as_photo_viewers_do(tmp_path, suffix):
+    """A phone photo stored sideways with an orientation tag reads upright (as cv2.imread, PIL exif_transpose)."""
+    from PIL import Image, ImageOps
+
+    from napari_iconmat.core.evaluate import _decode
+
+    rng = np.random.default_rng(0)
+    stored = (rng.random((30, 50, 3)) * 255).astype(np.uint8)
+    for orientation in range(1, 9):
+        image = Image.fromarray(stored)
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}{suffix}"
+        image.save(path, exif=exif, **({"quality": 100} if suffix == ".jpg" else {}))
+        with Image.open(path) as im:
+            upright = np.asarray(ImageOps.exif_transpose(im))
+        got = read_image(path)
+        assert got.shape == upright.shape == ((50, 30, 3) if orientation >= 5 else (30, 50, 3))
+        assert np.abs(got.astype(int) - upright).max() <= 1
+        assert np.array_equal(_decode(path)[..., ::-1], got)  # the evaluator reads the same geometry (BGR there)
+
+
+def test_a_folder_with_a_turned_photo_is_one_size(tmp_path):
+    """Sizes come from headers: an orientation-6 photo stored 30x50 counts as 50x30, like its upright neighbours."""
+    from PIL import Image
+
+    upright = np.zeros((50, 30, 3), np.uint8)
+    Image.fromarray(upright).save(tmp_path / "00000.jpg")
+    turned = Image.fromarray(np.zeros((30, 50, 3), np.uint8))
+    exif = turned.getexif()
+    exif[0x0112] = 6
+    turned.save(tmp_path / "00001.jpg", exif=exif)
+    source = open_frames(tmp_path)
+    assert source.ordered
+    assert [source[i].shape for i in range(len(source))] == [(50, 30, 3), (50, 30, 3)]
