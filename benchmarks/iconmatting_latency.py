@@ -25,6 +25,7 @@ Usage::
     python benchmarks/iconmatting_latency.py --repeats 1 --threads 2     # this CPU: minutes, ~5 GB RSS
     python benchmarks/iconmatting_latency.py --device cuda --repeats 20 --batch 4
     python benchmarks/iconmatting_latency.py --config tiny --repeats 3   # seconds: checks the script
+    python benchmarks/iconmatting_latency.py --flops-only                # operations per target (any device)
 
 This is not a test: it takes minutes on a CPU and its numbers depend on the machine.
 """
@@ -146,6 +147,42 @@ def measure(model, device, dtype_name: str, args) -> dict:
     return result
 
 
+def count_flops(model, device) -> dict:
+    """Floating-point operations of one reference encoding and one cached target pass.
+
+    Counted by ``torch.utils.flop_counter`` on the real forward (any device), split
+    by kind: convolutions (which cuDNN runs on TF32 tensor cores even in float32
+    by default), matrix products (linear layers, attention, the recorded
+    attention maps; true float32 in float32) and the rest.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    side = model.config.resolution
+    generator = torch.Generator().manual_seed(0)
+    image = (torch.rand(1, 3, side, side, generator=generator) * 2 - 1).to(device)
+    mask = torch.zeros(1, 1, side, side, device=device)
+    mask[..., side // 4 : 3 * side // 4, side // 4 : 3 * side // 4] = 1.0
+    out = {}
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            query = model.encode_reference(image, mask, seed=0)
+        out["reference_flops"] = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            model.matte(image, query, seed=0)
+    out["target_flops"] = counter.get_total_flops()
+    kinds = {"convolution": 0, "matmul": 0, "other": 0}
+    for op, flops in counter.get_flop_counts()["Global"].items():
+        name = str(op)
+        kind = "convolution" if "convolution" in name else "matmul" if any(k in name for k in ("mm", "addmm", "bmm", "attention")) else "other"
+        kinds[kind] += flops
+    out["target_flops_by_kind"] = kinds
+    out["target_flops_by_module"] = {  # the top-level modules: VAE encoder, UNet, decoder
+        str(k): sum(v.values()) for k, v in counter.get_flop_counts().items() if k != "Global" and "." not in str(k)
+    }
+    return out
+
+
 def _fmt_s(values) -> str:
     med = statistics.median(values)
     return f"{med * 1000:.1f} ms" if med < 1 else f"{med:.2f} s"
@@ -194,6 +231,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--parts", action=argparse.BooleanOptionalAction, default=None,
                         help="also time the reference encoding and the VAE+UNet part alone (default: on GPU only)")
+    parser.add_argument("--flops", action="store_true",
+                        help="also count the floating-point operations of a reference encoding and a target pass (one more pass of each)")
+    parser.add_argument("--flops-only", action="store_true", help="only count the operations (no timing)")
     parser.add_argument("--json", type=Path, help="write the numbers as JSON")
     args = parser.parse_args(argv)
 
@@ -222,6 +262,21 @@ def main(argv=None) -> int:
           f"({sum(p.numel() for p in model.feature_extractor.parameters()) / 1e6:.1f} M frozen, "
           f"{sum(p.numel() for p in model.decoder.parameters()) / 1e6:.2f} M decoder parameters)", flush=True)  # fmt: skip
 
+    flops = None
+    if args.flops or args.flops_only:
+        flops = count_flops(model, device)
+        kinds = flops["target_flops_by_kind"]
+        print(
+            f"operations: reference encoding {flops['reference_flops'] / 1e12:.2f} TFLOP; cached target pass "
+            f"{flops['target_flops'] / 1e12:.2f} TFLOP ({', '.join(f'{k} {v / 1e12:.2f}' for k, v in kinds.items())}; "
+            f"by module: {', '.join(f'{k} {v / 1e12:.2f}' for k, v in flops['target_flops_by_module'].items())}); "
+            f"cached / uncached {flops['target_flops'] / (flops['target_flops'] + flops['reference_flops']):.2f}",
+            flush=True,
+        )
+        if args.flops_only:
+            if args.json:
+                args.json.write_text(json.dumps({"flops": flops}, indent=2) + "\n")
+            return 0
     results = []
     for dtype_name in dtypes:
         print(f"measuring {dtype_name} ...", flush=True)
@@ -240,7 +295,7 @@ def main(argv=None) -> int:
     }
     print(table(results, meta))
     if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"meta": meta, "results": results, "flops": flops}, indent=2) + "\n")
         print(f"Wrote {args.json}")
     return 0
 
