@@ -195,3 +195,20 @@ def test_a_bad_decoder_fails_before_sd_is_loaded(tmp_path):
     torch.save({"state_dict": {"in_context_decoder.x": torch.zeros(1)}}, bad)
     with pytest.raises(CheckpointError, match="does not fit the IconMatting decoder: 89 missing"):
         make_engine("iconmat", decoder=str(bad), sd_model=str(tmp_path / "no-sd-here"))
+
+
+def test_running_out_of_gpu_memory_is_one_clear_error(video, monkeypatch):
+    torch = pytest.importorskip("torch")
+    engine = make_engine("iconmat", **TINY)
+    frames, mask = video
+    query = engine.encode_reference(frames[0], make_prompt(mask))
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(engine.model, "matte", out_of_memory)
+    with pytest.raises(InputError, match="out of GPU memory .* while matting a frame; use --engine-option dtype=bfloat16"):
+        engine.matte_frame(frames[1], query)
+    monkeypatch.setattr(engine.model, "encode_reference", out_of_memory)
+    with pytest.raises(InputError, match="while encoding the reference"):
+        engine.encode_reference(frames[0], make_prompt(mask))
