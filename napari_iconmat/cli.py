@@ -22,6 +22,7 @@ checkpoint  :func:`napari_iconmat.core.engines.iconmat.checkpoint.inspect_checkp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -301,10 +302,19 @@ def _model_options(values) -> dict | None:
     return _engine_options(values, what="--model-option values") or None
 
 
+@contextlib.contextmanager
+def _resume_hint(out):
+    """Ctrl-C during training: say how to continue."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the newest checkpoint in {out} is kept; the same command with --resume continues from it") from None
+
+
 def _cmd_train(args) -> int:
     from .core.engines.iconmat.training import train_decoder
 
-    with _progress(args, unit="step", desc="train") as progress:
+    with _progress(args, unit="step", desc="train") as progress, _resume_hint(args.out):
         summary = train_decoder(
             args.data_root, datasets=_split_list(args.dataset), out_dir=args.out, steps=args.steps,
             batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, timestep=args.timestep,

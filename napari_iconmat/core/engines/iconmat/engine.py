@@ -32,6 +32,7 @@ from .geometry import FITS, SquareFit
 __all__ = ["IconMattingEngine", "find_decoder_checkpoint"]
 
 RANDOM_INITS = ("tiny", "sd21")
+MAX_SEED = 2**62 - 1  # the noise generators are seeded with 2 * seed + 1, a signed 64-bit integer
 DTYPES = ("float32", "bfloat16", "float16")
 _DECODER_NAMES = ("iconmatting-decoder.safetensors", "12-0.00800-mat.pth")
 _SD_WHAT = "Stable Diffusion 2.1 (768-v)"
@@ -72,7 +73,9 @@ def _pick_device(device: str):
     try:
         chosen = torch.device(device)
     except (RuntimeError, TypeError):
-        raise InputError(f"device must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {device!r}") from None
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {device!r}")
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was asked for, but torch sees no CUDA GPU here")
     if chosen.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -158,6 +161,8 @@ class IconMattingEngine(Engine):
         for key, value, low in (("resolution", resolution, 64), ("timestep", timestep, 0), ("ensemble_size", ensemble_size, 1), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"{key} must be an integer >= {low}, got {value!r}")
+        if seed > MAX_SEED:
+            raise InputError(f"seed must be at most {MAX_SEED}, got {seed}")
         if resolution % 64:
             raise InputError(f"resolution must be a multiple of 64, got {resolution}")
         if timestep >= 1000:

@@ -214,19 +214,22 @@ def _as_float(value) -> float:
     return float(value.detach()) if torch.is_tensor(value) else float(value)
 
 
-def check_loss(total: torch.Tensor | float, *, step: int | None = None, terms: dict | None = None) -> float:
-    """The loss as a float; :class:`LossExplosionError` if it is NaN, infinite or > :data:`LOSS_LIMIT`.
+def check_loss(total: torch.Tensor | float, *, step: int | None = None, terms: dict | None = None, batch_size: int = 2) -> float:
+    """The loss as a float; :class:`LossExplosionError` if it is NaN, infinite or too large.
 
-    The released code stops training the same way ("Loss explosion").
+    The released code stops training the same way ("Loss explosion") above
+    :data:`LOSS_LIMIT` with its batch of 2; the loss is a sum over the batch, so
+    the limit here grows with ``batch_size`` (``LOSS_LIMIT * batch_size / 2``).
     """
+    limit = LOSS_LIMIT * max(1.0, batch_size / 2.0)
     value = _as_float(total)
-    if math.isfinite(value) and value <= LOSS_LIMIT:
+    if math.isfinite(value) and value <= limit:
         return value
     where = f" at step {step}" if step is not None else ""
     detail = ""
     if terms:
         detail = " (" + ", ".join(f"{k} {_as_float(v):.4g}" for k, v in terms.items() if k != "total") + ")"
     raise LossExplosionError(
-        f"training loss exploded{where}: {value:.4g}{detail}, limit {LOSS_LIMIT:g}; "
-        "lower --lr or lengthen --warmup, and resume from the last checkpoint"
+        f"training loss exploded{where}: {value:.4g}{detail}, limit {limit:g}; "
+        "lower --lr or lengthen --warmup; the last checkpoint, if any, is kept (--resume)"
     )

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import InputError
+from .engine import MAX_SEED
 from ...io.writers import atomic_write_bytes
 
 __all__ = [
@@ -153,11 +154,29 @@ def _decoder_tensors(decoder) -> dict:
     return {CHECKPOINT_PREFIX + k: v.detach().cpu().contiguous().clone() for k, v in decoder.state_dict().items()}
 
 
-def _decoder_bytes(decoder, step: int | None = None) -> bytes:
+def _safetensors_bytes(tensors: dict, metadata: dict) -> bytes:
+    """``safetensors.torch.save`` with the metadata keys in sorted order.
+
+    safetensors writes its metadata from a hash map, in an order that changes
+    from one process to the next; sorted, equal weights give equal files.
+    """
+    import struct
+
     from safetensors.torch import save as save_safetensors
 
+    data = save_safetensors(tensors, metadata=metadata)
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > length:  # cannot happen (same content); keep the library's bytes rather than break the file
+        return data
+    return data[:8] + text + b" " * (length - len(text)) + data[8 + length :]
+
+
+def _decoder_bytes(decoder, step: int | None = None) -> bytes:
     metadata = {"format": "pt"} if step is None else {"format": "pt", "step": str(step)}
-    return save_safetensors(_decoder_tensors(decoder), metadata=metadata)
+    return _safetensors_bytes(_decoder_tensors(decoder), metadata)
 
 
 def save_decoder(decoder, path) -> Path:
@@ -194,8 +213,6 @@ def _state_tensors(optimizer, params) -> tuple[dict, dict]:
 
 
 def _save_checkpoint(out: Path, step: int, decoder, optimizer, params, meta: dict, keep: int) -> Path:
-    from safetensors.torch import save as save_safetensors
-
     decoder_bytes = _decoder_bytes(decoder, step)
     tensors, optim_meta = _state_tensors(optimizer, params)
     metadata = {
@@ -205,7 +222,7 @@ def _save_checkpoint(out: Path, step: int, decoder, optimizer, params, meta: dic
         "config": json.dumps(meta["config"]),
         "optimizer": json.dumps(optim_meta),
     }
-    state_bytes = save_safetensors(tensors, metadata=metadata)
+    state_bytes = _safetensors_bytes(tensors, metadata)
     final = _step_dir(out, step)
     tmp = final.with_name(f".{final.name}.tmp")
     try:
@@ -248,6 +265,25 @@ def _restore(folder: Path, decoder, optimizer, params) -> int:
 
     load_decoder_weights(decoder, folder / "decoder.safetensors")  # strict, the engine's loader
     tensors, metadata = _read_state(folder)
+    try:
+        return _restore_state(tensors, metadata, optimizer, params)
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError, AttributeError) as exc:
+        raise _damaged(folder, exc) from None
+
+
+def _damaged(folder: Path, exc: Exception) -> InputError:
+    return InputError(
+        f"training state {folder} is damaged ({type(exc).__name__}: {exc}); "
+        f"delete that folder to resume from the checkpoint before it"
+    )
+
+
+def _restore_state(tensors: dict, metadata: dict, optimizer, params) -> int:
+    import torch
+
+    step = int(metadata["step"])
+    if step < 1:
+        raise ValueError(f"step {step}")
     optim_meta = json.loads(metadata["optimizer"])
     state = {}
     for key, value in tensors.items():
@@ -263,7 +299,7 @@ def _restore(folder: Path, decoder, optimizer, params) -> int:
     cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng/cuda/"))]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-    return int(metadata["step"])
+    return step
 
 
 # ---------------------------------------------------------------- model
@@ -282,7 +318,8 @@ def _model_config(settings: dict):
     from .config import IconMattingConfig
 
     changes = dict(settings["model_options"] or {})
-    known = {f.name for f in fields(IconMattingConfig)} - {"sd_model", "unet_config", "vae_config", "scheduler_config"}
+    # img_chans follows --variant (3 for in-context, 4 with the trimap)
+    known = {f.name for f in fields(IconMattingConfig)} - {"sd_model", "unet_config", "vae_config", "scheduler_config", "img_chans"}
     unknown = sorted(set(changes) - known)
     if unknown:
         raise InputError(f"unknown model option {unknown[0]!r}; known: {', '.join(sorted(known))}")
@@ -323,13 +360,20 @@ def _settings(out: Path, resume: bool, given: dict) -> tuple[dict, Path | None]:
             "pass --resume to continue it, or choose another --out"
         )
     if checkpoint is None:
-        if resume and out.exists() and any(out.iterdir()):
+        if resume and not out.exists():
+            raise InputError(f"--resume: {out} does not exist; leave out --resume to start a new run")
+        if resume:
             raise InputError(f"--resume: {out} holds no complete checkpoint to resume from")
         settings = {k: (given[k] if given.get(k) is not None else v) for k, v in defaults.items()}
         settings["datasets"] = given["datasets"]
         return settings, None
     _, metadata = _read_state(checkpoint)
-    saved = json.loads(metadata["settings"])
+    try:
+        saved = json.loads(metadata["settings"])
+        if not isinstance(saved, dict) or not all(key in saved for key in (*_RESUMABLE, "datasets")):
+            raise ValueError("the settings are incomplete")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _damaged(checkpoint, exc) from None
     if list(given["datasets"]) != list(saved["datasets"]):
         raise InputError(f"--resume: {out} was trained on --dataset {','.join(saved['datasets'])}, got {','.join(given['datasets'])}")
     settings = dict(saved)
@@ -339,7 +383,8 @@ def _settings(out: Path, resume: bool, given: dict) -> tuple[dict, Path | None]:
             continue
         if value != saved[key]:
             flag = "--" + key.replace("_", "-")
-            raise InputError(f"--resume: {out} was trained with {flag} {saved[key]}, got {value}; leave it out or start a new --out")
+            before = "the default" if saved[key] is None else saved[key]
+            raise InputError(f"--resume: {out} was trained with {flag} {before}, got {value}; leave it out or start a new --out")
     return settings, checkpoint
 
 
@@ -432,8 +477,10 @@ def train_decoder(
                              ("batch_size", batch_size, 1), ("warmup", warmup, 0)):  # fmt: skip
         if value is not None and (int(value) != value or value < low):
             raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise InputError(f"lr must be a positive number, got {lr!r}")
+    if lr is not None and not (math.isfinite(lr) and 0 < lr <= 1):
+        raise InputError(f"lr must be a positive number of at most 1, got {lr!r}")
+    if seed is not None and (isinstance(seed, bool) or int(seed) != seed or not 0 <= seed <= MAX_SEED):
+        raise InputError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, expected a folder")
@@ -506,7 +553,7 @@ def train_decoder(
             else:
                 pred = model(tensors["image"], tensors["trimap"])
             terms = matting_losses(pred.float(), tensors["alpha"], tensors["trimap"], binary=torch.from_numpy(batch["binary"]))
-            check_loss(terms["total"], step=step + 1, terms=terms)
+            check_loss(terms["total"], step=step + 1, terms=terms, batch_size=settings["batch_size"])
             factor = warmup_factor(step, settings["warmup"])
             for group in optimizer.param_groups:
                 group["lr"] = settings["lr"] * factor

@@ -125,6 +125,9 @@ def test_explain_maps(video):
         (dict(resolution=100), "multiple of 64"),
         (dict(ensemble_size=0), "ensemble_size"),
         (dict(device="tpu"), "device"),
+        (dict(device="meta"), "device must be"),
+        (dict(seed=2**63), "seed must be at most"),
+        (dict(bogus=1), "has no option 'bogus'; its options: decoder, device"),
     ],
 )
 def test_bad_parameters(params, message):
@@ -175,6 +178,11 @@ def test_cli_matte_with_explain_writes_heatmaps(tmp_path, capsys):
     heat = cv2.imread(str(out / "explain" / "inter_similarity" / "00001.png"))
     assert heat.shape == (48, 80, 3) and heat.std() > 0
     assert len(list((tmp_path / "cache").glob("iconmat-*.npz"))) == 1
+    # the same folder matted again without --explain: no heatmap of the earlier run is left behind
+    code = main(["matte", str(sample / "frames"), "--reference-frame", "0", "--mask", str(sample / "reference_mask.png"),
+                 "--out", str(out), "--engine", "iconmat", "--engine-option", "random_init=tiny", "--quiet"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert not list((out / "explain").rglob("*.png"))
 
 
 def test_cli_explain_with_an_engine_without_maps(tmp_path, capsys):

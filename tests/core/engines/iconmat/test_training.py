@@ -127,6 +127,48 @@ def test_resume_refuses_other_settings_and_new_runs_refuse_a_used_folder(data_ro
     assert "Nothing to do" in summary.describe()
 
 
+def test_a_damaged_training_state_is_named_on_resume(data_root, tmp_path):
+    from safetensors.torch import load_file as load, save_file
+
+    out = tmp_path / "out"
+    _train(data_root, out, steps=2)
+    state = latest_checkpoint(out) / "state.safetensors"
+    tensors = load(str(state))
+    from safetensors import safe_open
+
+    with safe_open(str(state), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    for damage in ({"settings": "[1, 2]"}, {"optimizer": "not json"}, {"step": "abc"}, {"step": "-5"}):
+        save_file(tensors, str(state), metadata={**metadata, **damage})
+        with pytest.raises(InputError, match="is damaged .*delete that folder"):
+            _train(data_root, out, steps=4, resume=True)
+
+
+def test_the_loss_limit_grows_with_the_batch():
+    from napari_iconmat.core.engines.iconmat.losses import check_loss
+
+    assert check_loss(9000.0, batch_size=2) == 9000.0
+    with pytest.raises(LossExplosionError, match="limit 10000"):
+        check_loss(12000.0, batch_size=2)
+    assert check_loss(12000.0, batch_size=70) == 12000.0  # a sum over 70 samples, not 2
+    with pytest.raises(LossExplosionError, match="limit 350000"):
+        check_loss(float("inf"), batch_size=70)
+
+
+def test_decoder_files_are_byte_identical_across_processes(data_root, tmp_path):
+    """safetensors orders its metadata from a hash map: sorted here, equal weights give equal files."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch; from napari_iconmat.core.engines.iconmat.training import _safetensors_bytes; "
+        "sys.stdout.buffer.write(_safetensors_bytes({'w': torch.arange(6.0)}, {'format': 'pt', 'step': '40', 'seed': '0'}))"
+    )
+    files = {subprocess.run([sys.executable, "-c", script], capture_output=True, check=True).stdout for _ in range(4)}
+    assert len(files) == 1
+    assert b'"__metadata__":{"format":"pt","seed":"0","step":"40"}' in files.pop()
+
+
 def test_trimap_variant_trains_and_saves(data_root, tmp_path):
     summary = _train(data_root, tmp_path / "out", steps=2, variant="trimap")
     weights = _weights(summary.decoder)
@@ -159,6 +201,12 @@ def test_an_exploding_loss_stops_training_with_a_clear_error(data_root, tmp_path
         ({"resolution": 100}, "multiple of 64"),
         ({"datasets": ["nope"]}, "no folder"),
         ({"device": "bogus"}, "device must be"),
+        ({"device": "meta"}, "device must be"),
+        ({"seed": -1}, "seed must be an integer from 0"),
+        ({"seed": 2**64}, "seed must be an integer from 0"),
+        ({"lr": 1e308}, "lr must be a positive number of at most 1"),
+        ({"model_options": {"img_chans": 4}}, "unknown model option 'img_chans'"),
+        ({"resume": True}, "does not exist; leave out --resume"),
         ({"model_options": {"ensemble_size": 1.5}}, "ensemble_size must be an integer"),
         ({"model_options": {"mask_threshold": "abc"}}, "mask_threshold must be a number"),
         ({"model_options": {"fusion_out": [8, 8, 8, 0]}}, "fusion_out must hold positive integers"),
