@@ -128,11 +128,16 @@ class DiffusionFeatures(nn.Module):
 
         config = config or IconMattingConfig(sd_model=str(sd_model))
         folder = resolve_pretrained(sd_model, what="Stable Diffusion 2.1 (768-v)", required=SD_REQUIRED_FILES)
-        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
-        scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
-        tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
-        text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")
+        try:
+            unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+            vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
+            scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+            tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+            text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError, EnvironmentError) as exc:
+            # a folder with damaged or missing files: diffusers and transformers raise many kinds
+            reason = " ".join(str(exc).split())[:300]
+            raise CheckpointError(f"{folder} is not a loadable Stable Diffusion 2.1 folder: {type(exc).__name__}: {reason}") from None
         with torch.no_grad():
             ids = tokenizer("", padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
             embeds = text_encoder(ids)[0]
