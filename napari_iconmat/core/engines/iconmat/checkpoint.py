@@ -87,6 +87,9 @@ class CheckpointReport:
     unexpected : list of str
         Keys in the file that the layout does not have (or that are not tensors).
     wrong_shape : list of (key, found, expected)
+    wrong_dtype : list of (key, found, expected)
+        Tensors of the right shape but a kind of number the layer cannot hold
+        (weights and statistics must be real floats, ``num_batches_tracked`` an integer).
     parameters : int
         Number of trainable values in the matched tensors (BatchNorm statistics excluded).
     """
@@ -97,12 +100,13 @@ class CheckpointReport:
     missing: list = field(default_factory=list)
     unexpected: list = field(default_factory=list)
     wrong_shape: list = field(default_factory=list)
+    wrong_dtype: list = field(default_factory=list)
     parameters: int = 0
 
     @property
     def ok(self) -> bool:
         """True when the checkpoint loads strictly into the layout."""
-        return not (self.missing or self.unexpected or self.wrong_shape) and bool(self.matched)
+        return not (self.missing or self.unexpected or self.wrong_shape or self.wrong_dtype) and bool(self.matched)
 
     def problems(self) -> str:
         """The differences in one line (empty when :attr:`ok`)."""
@@ -114,6 +118,9 @@ class CheckpointReport:
         if self.wrong_shape:
             shapes = [f"{k} {list(found)} instead of {list(want)}" for k, found, want in self.wrong_shape]
             parts.append(f"{len(self.wrong_shape)} of the wrong shape ({_preview(shapes)})")
+        if self.wrong_dtype:
+            kinds = [f"{k} {found} instead of {want}" for k, found, want in self.wrong_dtype]
+            parts.append(f"{len(self.wrong_dtype)} of the wrong number type ({_preview(kinds)})")
         if not self.matched and not parts:
             parts.append("no tensor at all")
         return "; ".join(parts)
@@ -123,13 +130,14 @@ class CheckpointReport:
         lines = [
             f"checkpoint: {self.path}",
             f"contents:   {self.container}",
-            f"matched:    {len(self.matched)} of {len(self.matched) + len(self.missing) + len(self.wrong_shape)} decoder tensors"
+            f"matched:    {len(self.matched)} of {len(self.matched) + len(self.missing) + len(self.wrong_shape) + len(self.wrong_dtype)} decoder tensors"
             f" ({self.parameters:,} trainable parameters)",
         ]
         for title, items in (
             ("missing", self.missing),
             ("unexpected", self.unexpected),
             ("wrong shape", [f"{k}: {list(f)} (expected {list(w)})" for k, f, w in self.wrong_shape]),
+            ("wrong type", [f"{k}: {f} (expected {w})" for k, f, w in self.wrong_dtype]),
         ):
             lines.append(f"{title + ':':<11} {len(items)}")
             lines.extend(f"  {item}" for item in items[:20])
@@ -226,6 +234,13 @@ def _compare(tensors: dict, layout: dict, path: Path, container: str) -> Checkpo
             continue
         if tuple(value.shape) != tuple(shape):
             report.wrong_shape.append((key, tuple(value.shape), tuple(shape)))
+            continue
+        if key.endswith("num_batches_tracked"):
+            if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+                report.wrong_dtype.append((key, str(value.dtype).replace("torch.", ""), "an integer"))
+                continue
+        elif not value.is_floating_point():
+            report.wrong_dtype.append((key, str(value.dtype).replace("torch.", ""), "a real float"))
             continue
         report.matched.append(key)
         if value.is_floating_point() and not key.endswith(("running_mean", "running_var")):

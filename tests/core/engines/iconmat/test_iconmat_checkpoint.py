@@ -106,6 +106,25 @@ def test_wrong_shape_missing_and_unexpected_keys_are_named(tmp_path, capsys):
     assert not (tmp_path / "out.safetensors").exists()
 
 
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.complex64])
+def test_tensors_of_the_wrong_number_type_do_not_load(tmp_path, dtype):
+    config = IconMattingConfig.tiny()
+    p = ckpt.DECODER_PREFIX
+    key = "detail_decoder.matting_head.matting_convs.3.weight"
+
+    def change(state):
+        state[p + key] = state[p + key].to(dtype)
+        state[p + "detail_decoder.matting_head.matting_convs.1.num_batches_tracked"] = torch.tensor(3.5)
+
+    report = ckpt.inspect_checkpoint(_broken(tmp_path, change), config)
+    assert not report.ok
+    assert sorted(report.wrong_dtype) == [
+        ("detail_decoder.matting_head.matting_convs.1.num_batches_tracked", "float32", "an integer"),
+        (key, str(dtype).replace("torch.", ""), "a real float"),
+    ]
+    assert "of the wrong number type" in report.problems()
+
+
 def test_inspect_exits_1_on_a_mismatch(tmp_path, capsys):
     path = tmp_path / "tiny.pth"
     torch.save(_released_like(IconMattingConfig.tiny()), path)  # a tiny layout is not the released one
