@@ -11,7 +11,7 @@ import importlib
 from .engine import Engine, EngineStatus
 from .errors import InputError
 
-__all__ = ["DEFAULT_ENGINE", "engine_names", "parse_engine_options", "get_engine_class", "make_engine", "engine_statuses"]
+__all__ = ["DEFAULT_ENGINE", "engine_names", "parse_engine_options", "get_engine_class", "make_engine", "check_engine_params", "engine_statuses"]
 
 DEFAULT_ENGINE = "classical"
 
@@ -50,11 +50,31 @@ def make_engine(name: str = DEFAULT_ENGINE, **params) -> Engine:
     WeightsNotFoundError
         The engine needs weights that are not on this machine.
     """
-    cls = get_engine_class(name)
+    cls = check_engine_params(name, params)
     try:
         return cls(**params)
     except TypeError as exc:
         raise InputError(f"engine {name!r} does not accept these parameters: {exc}") from None
+
+
+def check_engine_params(name: str, params) -> type:
+    """The engine class registered as ``name``; InputError naming an option it does not have."""
+    cls = get_engine_class(name)
+    accepted = _parameter_names(cls)
+    unknown = sorted(set(params) - accepted) if accepted is not None else []
+    if unknown:
+        raise InputError(f"engine {name!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(accepted))}")
+    return cls
+
+
+def _parameter_names(cls) -> set[str] | None:
+    """Keyword parameters of an engine's constructor; None when it takes ``**kwargs``."""
+    import inspect
+
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
 def engine_statuses() -> dict[str, EngineStatus]:

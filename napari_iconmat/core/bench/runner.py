@@ -9,6 +9,7 @@ import pickle
 import queue as queue_module
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -228,6 +229,8 @@ def _baseline_job(layout: str, cases: list[_Case], progress) -> dict:
 
 def _child(messages, job, args) -> None:
     """Entry point of an isolated job: run it, send progress, then the result or the error."""
+    # warnings go to the parent, which shows them as its own (one line each on the command line)
+    warnings.showwarning = lambda message, category, *rest, **kw: messages.put(("warning", (str(message), category)))
     try:
         result = job(*args, progress=lambda n: messages.put(("progress", n)))
         messages.put(("done", result))
@@ -261,6 +264,9 @@ def _run_job(job, args, *, isolate: bool, progress) -> dict:
                 continue
             if kind == "progress":
                 progress(payload)
+            elif kind == "warning":
+                text, category = payload
+                warnings.warn(text, category if isinstance(category, type) and issubclass(category, Warning) else UserWarning, stacklevel=2)
             elif kind == "done":
                 return payload
             else:
@@ -374,13 +380,15 @@ def run_bench(
         raise InputError("run_bench needs at least one engine, got none")
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
         raise InputError(f"max_frames must be a positive integer or None, got {max_frames!r}")
-    from ..registry import get_engine_class
+    from ..registry import check_engine_params, get_engine_class
 
     for name in engines:
         get_engine_class(name)  # unknown names fail here, before any work
     for name in engine_params or {}:
         if name not in engines:
             raise InputError(f"engine parameters given for {name!r}, which is not among the engines run ({', '.join(engines)})")
+    for name, params in (engine_params or {}).items():
+        check_engine_params(name, params)  # an option no engine has fails now, not after the first engine's run
 
     labels = [Path(f).name or str(f) for f in folders]
     if len(set(labels)) < len(labels):
