@@ -203,3 +203,30 @@ def test_error_in_isolated_worker_reaches_the_caller(folders, tmp_path):
     (broken / "alpha" / "00002.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="00002"):
         run_bench(broken, max_frames=2, isolate=True)
+
+
+def test_icm_layout_warns_about_what_it_leaves_out_and_refuses_deep_json(folders, tmp_path):
+    import shutil
+
+    from napari_iconmat.core.bench.layouts import _icm_cases
+
+    icm = tmp_path / "icm"
+    shutil.copytree(folders["icm"], icm)
+    (icm / "alpha" / "img1.png").unlink()
+    groups = json.loads((icm / "ICM57.json").read_text())
+    groups["img5.jpg"]["sub_class"] = "alone"
+    (icm / "ICM57.json").write_text(json.dumps(groups))
+    with pytest.warns(UserWarning) as caught:
+        cases = _icm_cases(icm, "icm", None)
+    messages = [str(w.message) for w in caught]
+    assert any("1 image(s) of ICM57.json lack an image/ or alpha/ file" in m and "img1" in m for m in messages)
+    assert any("alone in their group" in m and "img5" in m for m in messages)
+    assert {c.names[0] for c in cases} == {"img0", "img2", "img3", "img4"}
+    (icm / "ICM57.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(InputError, match="must map image names"):
+        _icm_cases(icm, "icm", None)
+
+
+def test_an_option_an_engine_lacks_fails_before_any_run(folders):
+    with pytest.raises(InputError, match="engine 'classical' has no option 'ensemble_size'"):
+        run_bench([folders["video"]], engines=["classical"], engine_params={"classical": {"ensemble_size": 1}}, isolate=False)

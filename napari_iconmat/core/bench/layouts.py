@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +159,7 @@ def _synth_cases(path: Path, label: str, max_frames: int | None) -> tuple[str, l
     try:
         meta = json.loads((path / "reference.json").read_text())
         kind, ref, mask = meta["kind"], int(meta["frame"]), meta.get("mask", "reference_mask.png")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InputError(f"{path / 'reference.json'} is not a synthetic reference file: {exc!r}") from None
     if kind not in ("video", "collection"):
         raise InputError(f"{path / 'reference.json'}: 'kind' must be 'video' or 'collection', got {kind!r}")
@@ -250,7 +251,7 @@ def read_icm_folder(folder, json_path=None) -> list[IcmEntry]:
             stem = Path(name).stem
             group = f"{info['class']}-{info['sub_class']}-{info['HalfOrFull']}"
             entries.append(IcmEntry(stem, group, images.get(stem), alphas.get(stem), trimaps.get(stem), dict(info)))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise InputError(
             f"{json_path} must map image names to {{'class', 'sub_class', 'HalfOrFull'}}: {exc!r}"
         ) from None
@@ -259,7 +260,15 @@ def read_icm_folder(folder, json_path=None) -> list[IcmEntry]:
 
 def _icm_cases(path: Path, label: str, max_frames: int | None) -> list[_Case]:
     json_path = _icm_json(path)
-    entries = {e.name: e for e in read_icm_folder(path, json_path) if e.image is not None and e.alpha is not None}
+    listed = read_icm_folder(path, json_path)
+    entries = {e.name: e for e in listed if e.image is not None and e.alpha is not None}
+    incomplete = sorted((e.name for e in listed if e.name not in entries), key=natural_key)
+    if incomplete and entries:
+        warnings.warn(
+            f"{len(incomplete)} image(s) of {json_path.name} lack an image/ or alpha/ file in {path} and are "
+            f"left out: {', '.join(incomplete[:5])}{' ...' if len(incomplete) > 5 else ''}",
+            stacklevel=2,
+        )
     keys = {name: e.group for name, e in entries.items()}
     images = {name: e.image for name, e in entries.items()}
     alphas = {name: e.alpha for name, e in entries.items()}
@@ -277,6 +286,13 @@ def _icm_cases(path: Path, label: str, max_frames: int | None) -> list[_Case]:
             pairs.append((stem, others[int(rng.integers(len(others)))]))
     if not pairs:
         raise InputError(f"every group of {json_path} holds a single image: no target has a reference")
+    single = sorted((stem for stem in keys if len(members[keys[stem]]) == 1), key=natural_key)
+    if single:
+        warnings.warn(
+            f"{len(single)} image(s) of {json_path.name} are alone in their group (no reference) and are left out: "
+            f"{', '.join(single[:5])}{' ...' if len(single) > 5 else ''}",
+            stacklevel=2,
+        )
     pairs = pairs if max_frames is None else pairs[:max_frames]
     return [
         _Case(

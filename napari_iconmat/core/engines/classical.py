@@ -43,6 +43,7 @@ import numpy as np
 
 from ..appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins
 from ..engine import Engine, EngineStatus, FrameMatte
+from ..errors import InputError
 from ..filters import wide_gaussian, within
 from ..frames import intensity_range, to_rgb_float
 from ..keypoints import fit_reference_transform, match_reference, object_keypoints
@@ -350,6 +351,8 @@ class ClassicalEngine(Engine):
     def encode_reference(self, image: np.ndarray, prompt: Prompt) -> ReferenceQuery:
         value_range = intensity_range(image)
         rgb = to_rgb_float(image, value_range)
+        if tuple(prompt.shape) != rgb.shape[:2]:
+            raise InputError(f"prompt must have the shape of the reference image {rgb.shape[:2]}, got {tuple(prompt.shape)}")
         signature = reference_signature(image, prompt, engine=self.name, version=self.version, params=self.params)
 
         if prompt.kind == "alpha":
@@ -764,8 +767,6 @@ class ClassicalEngine(Engine):
         bins = lab_bins(rgb)
         model = fit_colour_model(bins, prompt.foreground, prompt.background)
         if model is None:
-            from ..errors import InputError
-
             raise InputError("a scribble prompt needs both foreground (1) and background (2) strokes")
         mask = prompt.foreground
         for _ in range(4):
