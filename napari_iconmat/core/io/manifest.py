@@ -214,12 +214,15 @@ def clear_run_outputs(out_dir: Path) -> None:
     """Delete what an earlier run wrote into ``out_dir``: frame PNGs, stacks, videos, run state.
 
     Only names this package writes are removed (``alpha/NNNNN.png``,
-    ``rgba/NNNNN.png``, the assembled files, the temporaries of killed writes
+    ``rgba/NNNNN.png``, ``explain/<map>/NNNNN.png``, the assembled files, the temporaries of killed writes
     and ``.iconmat/`` except its lock). Call it holding the folder's lock.
     """
     remove_temporaries(out_dir)
-    for folder in ("alpha", "rgba"):
-        directory = out_dir / folder
+    explain = out_dir / "explain"  # explain/<map>/NNNNN.png
+    folders = [out_dir / "alpha", out_dir / "rgba"]
+    if explain.is_dir():
+        folders += [path for path in explain.iterdir() if path.is_dir()]
+    for directory in folders:
         if directory.is_dir():
             for path in directory.iterdir():
                 if _FRAME_FILE.match(path.name) and path.is_file():

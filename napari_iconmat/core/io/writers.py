@@ -622,9 +622,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a hidden temporary file and a rename.
 
     A killed process never leaves a half-written file under the final name.
-    Raises InputError naming the path when it cannot be written.
+    A symbolic link is followed (its target is replaced, the link kept), and a
+    path that is not a regular file (``/dev/stdout``, a named pipe) is written
+    in place. Raises InputError naming the path when it cannot be written.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file() and not path.is_dir():
+        try:
+            with open(path, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise InputError(f"cannot write {path}: {_why(exc)}") from exc
+        return path
     tmp = temp_name(path)
     try:
         # os.open with 0o666 lets the umask set the permissions (mkstemp would force 0o600).

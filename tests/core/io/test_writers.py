@@ -176,3 +176,23 @@ def test_atomic_write_png_failure_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"a\.png.*No space left"):
         atomic_write_png(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_writes_follow_links_and_write_special_files_in_place(tmp_path):
+    import os
+
+    from napari_iconmat.core.io.writers import atomic_write_bytes
+
+    target = tmp_path / "target.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    os.symlink(target, link)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and target.read_text() == "new"
+    if os.path.exists("/dev/null"):  # a character device is written, never replaced by a file
+        atomic_write_bytes("/dev/null", b"abc")
+        assert not os.path.isfile("/dev/null")
+    if os.path.exists("/dev/full"):
+        with pytest.raises(InputError, match="cannot write /dev/full"):
+            atomic_write_bytes("/dev/full", b"abc")
+        assert not os.path.isfile("/dev/full")
