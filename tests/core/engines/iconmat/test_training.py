@@ -13,6 +13,7 @@ pytest.importorskip("diffusers")
 from safetensors.torch import load_file  # noqa: E402
 
 from napari_iconmat.core.engines.iconmat import losses as losses_module  # noqa: E402
+from napari_iconmat.core.engines.iconmat import training as training_module  # noqa: E402
 from napari_iconmat.core.engines.iconmat.losses import LossExplosionError  # noqa: E402
 from napari_iconmat.core.engines.iconmat.training import (  # noqa: E402
     CHECKPOINT_PREFIX,
@@ -270,3 +271,14 @@ def test_a_killed_cli_run_resumes_to_the_uninterrupted_weights(data_root, tmp_pa
     assert [r["step"] for r in log] == list(range(1, reached + 2))
     # keep=2: the newest two checkpoints survive, and no half-written one
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"step-{reached:08d}", f"step-{reached + 1:08d}"]
+
+
+def test_ctrl_c_says_how_to_continue(data_root, tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_module, "train_decoder", interrupted)
+    code = main(["train", str(data_root), "--dataset", "toy", "--tiny", "--out", str(tmp_path / "out"), "--steps", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and len(err) == 1
+    assert err[0].startswith("iconmat: interrupted: the newest checkpoint in") and "--resume" in err[0]
