@@ -173,6 +173,9 @@ def propagate(
                 yield reference_index, matte
                 continue
         for index, frame in _frames(source, run.indices):
-            matte, state = engine.matte_frame(frame, query, state=state, with_foreground=with_foreground and index in run.emit)
+            try:
+                matte, state = engine.matte_frame(frame, query, state=state, with_foreground=with_foreground and index in run.emit)
+            except InputError as exc:  # name the frame the problem is in
+                raise InputError(f"frame {index}: {exc}") from None
             if index in run.emit:
                 yield index, matte

@@ -196,3 +196,15 @@ def test_plan_runs_external_reference_and_bad_direction():
     assert run.start == "fresh" and run.indices == (1, 2, 3) and run.emit == {1, 2, 3}
     with pytest.raises(InputError, match="sideways"):
         plan_runs(6, reference_index=0, ordered=True, direction="sideways")
+
+
+def test_a_bad_frame_is_named_by_its_index():
+    from napari_iconmat.core import InputError, make_engine, make_prompt, propagate
+
+    engine = make_engine("classical")
+    reference = np.zeros((40, 40, 3), np.uint8)
+    reference[10:30, 10:30] = 200
+    query = engine.encode_reference(reference, make_prompt(reference[..., 0] > 100))
+    frames = [reference, reference, np.zeros((1, 1, 3), np.uint8)]
+    with pytest.raises(InputError, match=r"^frame 2: frame is too small to matte: 1x1 pixels$"):
+        list(propagate(frames, query, engine, reference_index=0))
