@@ -589,9 +589,17 @@ def exif_orientation(path) -> int:
 
     try:
         with Image.open(path) as im:
-            value = im.getexif().get(0x0112, 1)
+            return _orientation(im)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return 1
+
+
+def _orientation(im) -> int:
+    """The EXIF orientation of an opened PIL image, read from its header only."""
+    if im.format == "PNG" and "exif" not in im.info:
+        # only an eXIf chunk ahead of the pixels counts: Pillow would decode the whole image to look further
+        return 1
+    value = im.getexif().get(0x0112, 1)
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
@@ -629,7 +637,7 @@ def _image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             width, height = im.size
-            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            turned = _orientation(im) in (5, 6, 7, 8)
             return (width, height) if turned else (height, width)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return tuple(read_image(path).shape[:2])
