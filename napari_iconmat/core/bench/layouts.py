@@ -258,6 +258,10 @@ def read_icm_folder(folder, json_path=None) -> list[IcmEntry]:
     return entries
 
 
+def _first_names(names: list, shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
+
+
 def _icm_cases(path: Path, label: str, max_frames: int | None) -> list[_Case]:
     json_path = _icm_json(path)
     listed = read_icm_folder(path, json_path)
@@ -266,7 +270,7 @@ def _icm_cases(path: Path, label: str, max_frames: int | None) -> list[_Case]:
     if incomplete and entries:
         warnings.warn(
             f"{len(incomplete)} image(s) of {json_path.name} lack an image/ or alpha/ file in {path} and are "
-            f"left out: {', '.join(incomplete[:5])}{' ...' if len(incomplete) > 5 else ''}",
+            f"left out: {_first_names(incomplete)}",
             stacklevel=2,
         )
     keys = {name: e.group for name, e in entries.items()}
@@ -290,7 +294,7 @@ def _icm_cases(path: Path, label: str, max_frames: int | None) -> list[_Case]:
     if single:
         warnings.warn(
             f"{len(single)} image(s) of {json_path.name} are alone in their group (no reference) and are left out: "
-            f"{', '.join(single[:5])}{' ...' if len(single) > 5 else ''}",
+            f"{_first_names(single)}",
             stacklevel=2,
         )
     pairs = pairs if max_frames is None else pairs[:max_frames]

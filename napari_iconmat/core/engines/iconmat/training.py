@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import InputError
-from .engine import MAX_SEED
 from ...io.writers import atomic_write_bytes
+from .engine import MAX_SEED, _pick_device
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -305,13 +305,6 @@ def _restore_state(tensors: dict, metadata: dict, optimizer, params) -> int:
 # ---------------------------------------------------------------- model
 
 
-def _pick_device(device: str | None):
-    """The torch device for ``device`` (None or 'auto': cuda > mps > cpu); InputError if unusable."""
-    from .engine import _pick_device as pick
-
-    return pick(str(device or "auto"))
-
-
 def _model_config(settings: dict):
     from dataclasses import fields
 
@@ -495,7 +488,7 @@ def train_decoder(
     from .losses import check_loss, matting_losses
 
     config = _model_config(settings)
-    device = _pick_device(device)
+    device = _pick_device(str(device or "auto"))  # cuda > mps > cpu; InputError if unusable
     # the data first: a bad dataset fails before Stable Diffusion is loaded
     pairs = InContextPairs(data_root, settings["datasets"], resolution=config.resolution, seed=settings["seed"])
     torch.manual_seed(settings["seed"])
