@@ -4,8 +4,8 @@ One synthetic collection (``--frames`` images, default 200, at ``--size``,
 default 320x240; what ``iconmat synth collection`` writes) is matted with the
 classical engine as an unordered collection, alpha PNGs out, in three ways:
 
-- **plain**: :func:`~napari_iconmat.core.run.matte_sequence` in this process;
-- **dask-1**: :func:`~napari_iconmat.core.cluster.matte_inputs` on a local
+- **plain**: :func:`~napari_iconmat.core.pipeline.run.matte_sequence` in this process;
+- **dask-1**: :func:`~napari_iconmat.core.pipeline.cluster.matte_inputs` on a local
   cluster of 1 worker process (1 thread);
 - **dask-2**: the same on 2 worker processes.
 
@@ -73,9 +73,9 @@ def main() -> None:
 
     from distributed import Client
 
-    from napari_iconmat.core.cluster import local_cluster, matte_inputs
-    from napari_iconmat.core.run import matte_sequence
-    from napari_iconmat.core.synth import write_synth
+    from napari_iconmat.core.pipeline.cluster import local_cluster, matte_inputs
+    from napari_iconmat.core.pipeline.run import matte_sequence
+    from napari_iconmat.core.evaluation.synth import write_synth
 
     _pin_threads()
     width, height = (int(v) for v in args.size.lower().split("x"))

@@ -31,7 +31,7 @@ def score_sequence(sequence: Path, step: int, options: dict) -> tuple[str, list[
     import imageio.v3 as iio
 
     from napari_iconmat.core import make_engine, make_prompt
-    from napari_iconmat.core.metrics import iou
+    from napari_iconmat.core.evaluation.metrics import iou
 
     engine = make_engine("classical", **options)
     frames = frame_paths(sequence)

@@ -35,7 +35,7 @@ def opacity_scores(alpha: np.ndarray, mask: np.ndarray, margin: int) -> tuple[fl
     against a binary mask (H, W), ``margin`` px away from the mask's edge."""
     import cv2
 
-    from napari_iconmat.core.metrics import iou
+    from napari_iconmat.core.evaluation.metrics import iou
 
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
     inside = cv2.erode(mask.astype(np.uint8), disk) > 0

@@ -4,7 +4,7 @@ Two measurements, each on synthetic video encoded to H.264 first (PyAV, libx264)
 so decoding, matting and writing PNG alphas are all part of what is timed:
 
 1. **Throughput**: ``--frames`` frames (default 40) at ``--size`` (default
-   854x480) through :func:`~napari_iconmat.core.run.matte_sequence` from
+   854x480) through :func:`~napari_iconmat.core.pipeline.run.matte_sequence` from
    reference frame 0. Reported twice: end to end (opening the video, encoding
    the reference, matting, writing), and per frame once the reference is
    encoded (the rate a long video approaches). A tiny warm-up run first pays
@@ -76,7 +76,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def synth_clip(n_frames: int, size: tuple[int, int], seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
     """``n_frames`` synthetic (H, W, 3) uint8 frames and the reference mask (frame 0's alpha > 0.5)."""
-    from napari_iconmat.core.synth import synth_video
+    from napari_iconmat.core.evaluation.synth import synth_video
 
     frames = list(synth_video(n_frames=n_frames, size=size, seed=seed))
     return [f.image for f in frames], frames[0].alpha > 0.5
@@ -136,7 +136,7 @@ def measure_throughput(workdir: Path, *, frames: int, size: tuple[int, int]) -> 
     """Time ``matte_sequence`` on an mp4 of ``frames`` synthetic frames at ``size``."""
     import numpy as np
 
-    from napari_iconmat.core.run import matte_sequence
+    from napari_iconmat.core.pipeline.run import matte_sequence
 
     width, height = size
     started = time.perf_counter()
@@ -205,7 +205,7 @@ def _child_rss_inputs(workdir: str, size: str, counts: str) -> None:
 
 def _child_rss(video: str, mask: str, out_dir: str) -> None:
     """In a fresh process: matte ``video`` and print its peak RSS as JSON."""
-    from napari_iconmat.core.run import matte_sequence
+    from napari_iconmat.core.pipeline.run import matte_sequence
 
     summary = matte_sequence(video, out_dir=out_dir, mask=mask, reference_frame=0)
     result = {
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(results)
     results["markdown"] = table
     if args.json is not None:
-        from napari_iconmat.core.run import write_json
+        from napari_iconmat.core.pipeline.run import write_json
 
         write_json(args.json, results)
     print(table)

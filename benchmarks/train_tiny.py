@@ -34,7 +34,7 @@ from pathlib import Path
 
 def make_toy_dataset(root: Path, *, images: int, size: tuple[int, int]) -> Path:
     """``root/synth.json`` + ``root/synth/image|alpha``: two synthetic collections, one group each."""
-    from napari_iconmat.core.synth import write_synth
+    from napari_iconmat.core.evaluation.synth import write_synth
 
     folder = root / "synth"
     (folder / "image").mkdir(parents=True, exist_ok=True)

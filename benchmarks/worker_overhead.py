@@ -36,7 +36,7 @@ import numpy as np
 
 
 def _frames(n: int, size: tuple[int, int]):
-    from napari_iconmat.core.synth import synth_video
+    from napari_iconmat.core.evaluation.synth import synth_video
 
     made = list(synth_video(max(n, 2), size=size, seed=0))[:n]
     return np.stack([f.image for f in made]), np.stack([f.alpha for f in made])
@@ -45,7 +45,7 @@ def _frames(n: int, size: tuple[int, int]):
 def _steps(frames, truth, engine, cache):
     from napari_iconmat._widget import _matting_steps
     from napari_iconmat.core import make_prompt
-    from napari_iconmat.core.keyframes import Keyframes
+    from napari_iconmat.core.pipeline.keyframes import Keyframes
 
     keys = Keyframes(len(frames))
     keys.set(0, frames[0], make_prompt(truth[0] > 0.5))
@@ -125,7 +125,7 @@ def main() -> None:
     from napari.qt import get_qapp
 
     from napari_iconmat.core import make_engine
-    from napari_iconmat.core.keyframes import QueryCache
+    from napari_iconmat.core.pipeline.keyframes import QueryCache
 
     app = get_qapp()
     frames, truth = _frames(args.frames, (width, height))

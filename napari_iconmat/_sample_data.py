@@ -19,9 +19,9 @@ def sample_sequence() -> list[tuple]:
         ``(frames, {"name": "iconmat sample"}, "image")`` with frames a
         (T, H, W, 3) uint8 array, and ``(alpha, {"name": "ground-truth alpha",
         "visible": False}, "image")`` with alpha a (T, H, W) float32 array in [0, 1].
-        Frame 0 is the reference (see :data:`napari_iconmat.core.synth.REFERENCE_FRAME`).
+        Frame 0 is the reference (see :data:`napari_iconmat.core.evaluation.synth.REFERENCE_FRAME`).
     """
-    from .core.synth import synth_video
+    from .core.evaluation.synth import synth_video
 
     frames = list(synth_video(n_frames=16, size=(320, 180), seed=0))
     images = np.stack([f.image for f in frames])

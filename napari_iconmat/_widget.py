@@ -1,7 +1,7 @@
 """The napari widget: layers <-> arrays, a worker with progress and Cancel. No matting logic here.
 
 Which frames a keyframe re-mattes, the query cache and the export live in
-:mod:`napari_iconmat.core.keyframes` and :mod:`napari_iconmat.core.export`;
+:mod:`napari_iconmat.core.pipeline.keyframes` and :mod:`napari_iconmat.core.pipeline.export`;
 this module only moves arrays between layers and those functions, and runs the
 frame generator in napari's ``thread_worker`` so the viewer stays responsive.
 
@@ -28,12 +28,12 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
 from .core.errors import IconmatError, InputError
-from .core.export import composite, iter_export
 from .core.io.lazy import LazyFrames
 from .core.io.readers import open_frames
-from .core.keyframes import Keyframes, QueryCache, matte_keyframes
+from .core.pipeline.export import composite, iter_export
+from .core.pipeline.keyframes import Keyframes, QueryCache, matte_keyframes
+from .core.pipeline.propagate import DIRECTIONS, parse_range
 from .core.prompt import PROMPT_KINDS, make_prompt
-from .core.propagate import DIRECTIONS, parse_range
 from .core.registry import engine_names, engine_statuses, make_engine
 from .core.registry import parse_engine_options as _parse_options
 

@@ -7,7 +7,7 @@ Saving an alpha layer (``(T, H, W)`` or ``(H, W)`` floats in [0, 1]) to
   the layout of ``iconmat matte``;
 * a ``.tif`` / ``.tiff`` file writes the float32 stack alone.
 
-All go through :func:`napari_iconmat.core.export.export_mattes`. Imports
+All go through :func:`napari_iconmat.core.pipeline.export.export_mattes`. Imports
 neither napari nor Qt.
 """
 
@@ -44,7 +44,7 @@ def _alphas(data: Any, meta: dict):
 
 
 def _write_folder(path: str, data: Any, meta: dict, formats: tuple[str, ...]) -> list[str]:
-    from .core.export import export_mattes
+    from .core.pipeline.export import export_mattes
 
     outputs = export_mattes(_alphas(data, meta), path, formats=formats, record={"layer": meta.get("name")})
     written = sorted(str(p) for p in outputs["alpha"].iterdir() if p.suffix == ".png")
@@ -82,8 +82,8 @@ def write_alpha_png16(path: str, data: Any, meta: dict) -> list[str]:
 
 def write_alpha_tiff(path: str, data: Any, meta: dict) -> list[str]:
     """Write an alpha layer as one float32 (T, H, W) TIFF file ``path`` (``.tif`` or ``.tiff``)."""
-    from .core.export import export_mattes
     from .core.io.containers import temp_name
+    from .core.pipeline.export import export_mattes
 
     target = Path(os.fspath(path)).expanduser()
     alphas = _alphas(data, meta)

@@ -8,12 +8,12 @@ exits 130; anything else is a bug and keeps its traceback.
 ==========  ============================================================
 command     core call
 ==========  ============================================================
-matte       :func:`napari_iconmat.core.run.matte_sequence`
-demo        :func:`napari_iconmat.core.run.run_demo`
+matte       :func:`napari_iconmat.core.pipeline.run.matte_sequence`
+demo        :func:`napari_iconmat.core.pipeline.run.run_demo`
 engines     :func:`napari_iconmat.core.registry.engine_statuses`
-synth       :func:`napari_iconmat.core.synth.write_synth`
-eval        :func:`napari_iconmat.core.evaluate.evaluate_folders`
-bench       :func:`napari_iconmat.core.bench.run_bench`
+synth       :func:`napari_iconmat.core.evaluation.synth.write_synth`
+eval        :func:`napari_iconmat.core.evaluation.evaluate.evaluate_folders`
+bench       :func:`napari_iconmat.core.evaluation.bench.run_bench`
 train       :func:`napari_iconmat.core.engines.iconmat.training.train_decoder`
 checkpoint  :func:`napari_iconmat.core.engines.iconmat.checkpoint.inspect_checkpoint` / ``convert_checkpoint``
 ==========  ============================================================
@@ -30,13 +30,13 @@ import warnings
 from . import __version__
 from .core.errors import IconmatError, InputError
 from .core.io.writers import FORMAT_HELP, FORMATS
+from .core.pipeline.propagate import DIRECTIONS
 from .core.prompt import PROMPT_KINDS
-from .core.propagate import DIRECTIONS
 from .core.registry import DEFAULT_ENGINE, engine_names
 
 __all__ = ["main"]
 
-_ORDERS = ("auto", "sequence", "collection")  # napari_iconmat.core.run.ORDERS, without importing it for --help
+_ORDERS = ("auto", "sequence", "collection")  # napari_iconmat.core.pipeline.run.ORDERS, without importing it for --help
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,7 +150,7 @@ def _bench_engine_options(values, engines) -> dict | None:
 
 
 def _cmd_matte(args) -> int:
-    from .core.run import matte_sequence
+    from .core.pipeline.run import matte_sequence
 
     if len(args.input) > 1 or args.workers or args.scheduler or any(c in args.input[0] for c in "*?["):
         return _cmd_matte_job(args)  # several inputs, a glob pattern, or Dask
@@ -181,7 +181,7 @@ def _matte_options(args) -> dict:
 
 
 def _cmd_matte_job(args) -> int:
-    from .core.cluster import matte_inputs
+    from .core.pipeline.cluster import matte_inputs
 
     with _progress(args) as progress:
         results = matte_inputs(
@@ -219,7 +219,7 @@ class _JobBar:
 
 
 def _cmd_demo(args) -> int:
-    from .core.run import run_demo
+    from .core.pipeline.run import run_demo
 
     with _progress(args) as progress:
         demo = run_demo(args.out, frames=args.frames, size=args.size, seed=args.seed, on_progress=progress)
@@ -242,7 +242,7 @@ def _cmd_engines(args) -> int:
 
 
 def _cmd_synth(args) -> int:
-    from .core.synth import write_synth
+    from .core.evaluation.synth import write_synth
 
     out = write_synth(args.kind, args.out, frames=args.frames, size=args.size, seed=args.seed)
     print(
@@ -254,8 +254,8 @@ def _cmd_synth(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .core.evaluate import evaluate_folders
-    from .core.run import write_json
+    from .core.evaluation.evaluate import evaluate_folders
+    from .core.pipeline.run import write_json
 
     report = evaluate_folders(args.pred, args.gt, args.trimap)
     print(report.format_table(per_frame=args.per_frame))
@@ -265,10 +265,10 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .core.bench import check_targets, run_bench
+    from .core.evaluation.bench import check_targets, run_bench
 
     engines = _split_list(args.engines) or [DEFAULT_ENGINE]
-    from .core.run import prepare_output_file
+    from .core.pipeline.run import prepare_output_file
 
     outputs = [(prepare_output_file(p), what) for p, what in ((args.json, "json"), (args.plot, "plot"), (args.sheet, "sheet")) if p]
     with _progress(args, desc="bench") as progress:

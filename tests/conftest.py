@@ -2,7 +2,7 @@
 
 import pytest
 
-from napari_iconmat.core.engines.classical import ClassicalEngine
+from napari_iconmat.core.engines.classical.engine import ClassicalEngine
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 import tifffile
 
 from napari_iconmat.cli import main
-from napari_iconmat.core import run as core_run
-from napari_iconmat.core.synth import write_synth
+from napari_iconmat.core.pipeline import run as core_run
+from napari_iconmat.core.evaluation.synth import write_synth
 
 SIZE = (96, 64)  # (W, H)
 N = 5

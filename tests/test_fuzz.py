@@ -37,7 +37,7 @@ from hypothesis import strategies as st  # noqa: E402
 from napari_iconmat.cli import main  # noqa: E402
 from napari_iconmat.core.errors import InputError  # noqa: E402
 from napari_iconmat.core.io import OutputWriter, open_frames  # noqa: E402
-from napari_iconmat.core.run import RUN_RECORD, matte_sequence  # noqa: E402
+from napari_iconmat.core.pipeline.run import RUN_RECORD, matte_sequence  # noqa: E402
 
 # ICONMAT_FUZZ_EXAMPLES=300 runs a longer, randomised campaign; the suite runs 25 fixed cases per test.
 _CAMPAIGN = int(os.environ.get("ICONMAT_FUZZ_EXAMPLES", "0"))

@@ -70,8 +70,8 @@ def test_blocker_blocks():
     "module",
     [
         "napari_iconmat", "napari_iconmat.core", "napari_iconmat.cli", "napari_iconmat._sample_data",
-        "napari_iconmat._reader", "napari_iconmat._writer", "napari_iconmat.core.keyframes",
-        "napari_iconmat.core.export", "napari_iconmat.core.io.lazy",
+        "napari_iconmat._reader", "napari_iconmat._writer", "napari_iconmat.core.pipeline.keyframes",
+        "napari_iconmat.core.pipeline.export", "napari_iconmat.core.io.lazy",
     ],
 )  # fmt: skip
 def test_imports_without_napari_or_qt(module):
@@ -121,7 +121,7 @@ def test_plain_matte_run_does_not_import_dask(tmp_path):
     code = f"""
         import json, sys
         from napari_iconmat.cli import main
-        from napari_iconmat.core.synth import write_synth
+        from napari_iconmat.core.evaluation.synth import write_synth
 
         sample = write_synth("video", {str(tmp_path / "s")!r}, frames=3, size=(48, 32))
         common = ["--reference-frame", "0", "--mask", str(sample / "reference_mask.png"), "--quiet"]

@@ -13,15 +13,15 @@ The public Python API::
 """
 
 from .engine import Engine, EngineStatus, FrameMatte
-from .export import export_mattes
-from .keyframes import Keyframes, QueryCache, matte_keyframes
 from .errors import CheckpointError, IconmatError, InputError, QueryMismatchError, WeightsNotFoundError
-from .lazy_matte import matte_lazy
+from .pipeline.export import export_mattes
+from .pipeline.keyframes import Keyframes, QueryCache, matte_keyframes
+from .pipeline.lazy_matte import matte_lazy
+from .pipeline.propagate import plan_runs, propagate
+from .pipeline.run import RunSummary, matte_sequence
 from .prompt import Prompt, make_prompt
-from .propagate import plan_runs, propagate
 from .reference import ReferenceQuery, load_query
 from .registry import DEFAULT_ENGINE, engine_names, engine_statuses, make_engine
-from .run import RunSummary, matte_sequence
 
 __all__ = [
     "DEFAULT_ENGINE",

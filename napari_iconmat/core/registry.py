@@ -17,7 +17,7 @@ DEFAULT_ENGINE = "classical"
 
 # name -> "module:Class"
 _ENGINES: dict[str, str] = {
-    "classical": "napari_iconmat.core.engines.classical:ClassicalEngine",
+    "classical": "napari_iconmat.core.engines.classical.engine:ClassicalEngine",
     "icmp": "napari_iconmat.core.engines.icmp.engine:IcmpEngine",
     "iconmat": "napari_iconmat.core.engines.iconmat.engine:IconMattingEngine",
 }

@@ -25,7 +25,7 @@ from napari_iconmat.core import (
     plan_runs,
     propagate,
 )
-from napari_iconmat.core.synth import synth_video
+from napari_iconmat.core.evaluation.synth import synth_video
 
 N_FRAMES = 4
 SIZE = (64, 48)  # (W, H)

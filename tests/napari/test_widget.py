@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_iconmat.core.engines.classical import ClassicalEngine
+from napari_iconmat.core.engines.classical.engine import ClassicalEngine
 from napari_iconmat.core.io import read_image
-from napari_iconmat.core.metrics import sad
-from napari_iconmat.core.synth import synth_video
+from napari_iconmat.core.evaluation.metrics import sad
+from napari_iconmat.core.evaluation.synth import synth_video
 
 pytestmark = pytest.mark.gui
 

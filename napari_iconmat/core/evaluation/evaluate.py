@@ -4,7 +4,7 @@ This is the engine of ``iconmat eval --pred DIR --gt DIR [--trimap DIR] [--json 
 Files are paired by name stem (``00001.png`` in one folder with ``00001.jpg`` in
 the other), visited in natural order (``2`` before ``10``) and read two at a time,
 so folders of any length fit in memory. Each frame gets the image metrics of
-:mod:`napari_iconmat.core.metrics` over the whole image, and over the trimap's
+:mod:`napari_iconmat.core.evaluation.metrics` over the whole image, and over the trimap's
 unknown region when trimaps are given; frames whose names are consecutive
 integers also get the temporal metrics dtSSD and MESSDdt.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputError
-from .io.readers import apply_orientation, exif_orientation
+from ..errors import InputError
+from ..io.readers import apply_orientation, exif_orientation
 from .metrics import METRIC_SCALES, _as_alpha, dtssd, image_metrics, messddt, trimap_region
 
 __all__ = ["EvalReport", "evaluate_folders", "read_alpha_file"]
@@ -195,7 +195,7 @@ class EvalReport:
     summary : dict of str to float
         Mean of each metric over the frames that have it.
     scales : dict of str to str
-        Reporting scale of each metric (:data:`~napari_iconmat.core.metrics.METRIC_SCALES`);
+        Reporting scale of each metric (:data:`~napari_iconmat.core.evaluation.metrics.METRIC_SCALES`);
         ``X_unknown`` has the scale of ``X``.
     pred_dir, gt_dir : str
         The compared folders.
@@ -289,7 +289,7 @@ def evaluate_folders(
     trimap_dir : str or os.PathLike, optional
         Folder of trimaps named like the gt files (uint8: 0 background,
         128 unknown, 255 foreground; see
-        :func:`~napari_iconmat.core.metrics.trimap_region`). None (default):
+        :func:`~napari_iconmat.core.evaluation.metrics.trimap_region`). None (default):
         only whole-image metrics.
     on_progress : callable, optional
         Called as ``on_progress(done, total)`` after each frame.

@@ -32,7 +32,7 @@ import math
 import cv2
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "METRIC_SCALES",

@@ -1,6 +1,6 @@
 """Contact sheets: frames, their alphas and the composites over a checkerboard, side by side.
 
-Used by ``iconmat demo`` (:func:`napari_iconmat.core.run.run_demo`) to show a
+Used by ``iconmat demo`` (:func:`napari_iconmat.core.pipeline.run.run_demo`) to show a
 run at a glance.
 """
 
@@ -12,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .frames import to_rgb_float
-from .io.writers import alpha_to_uint8, atomic_write_png
+from ..errors import InputError
+from ..frames import to_rgb_float
+from ..io.writers import alpha_to_uint8, atomic_write_png
 
 __all__ = ["make_contact_sheet"]
 

@@ -23,8 +23,8 @@ from typing import Iterator, NamedTuple
 import cv2
 import numpy as np
 
-from .io.writers import atomic_write_bytes
-from .errors import InputError
+from ..errors import InputError
+from ..io.writers import atomic_write_bytes
 
 __all__ = ["SynthFrame", "synth_video", "synth_collection", "write_synth", "SYNTH_KINDS", "REFERENCE_FRAME"]
 

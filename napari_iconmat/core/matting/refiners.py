@@ -3,7 +3,7 @@
 A :class:`Refiner` turns an image and a trimap into a soft alpha. Two exist:
 
 * ``'closed-form'``: closed-form matting on the unknown pixels
-  (:func:`napari_iconmat.core.matting.solve_alpha`), weights-free, CPU;
+  (:func:`napari_iconmat.core.matting.closed_form.solve_alpha`), weights-free, CPU;
 * ``'vitmatte'``: ViTMatte (Yao et al., 2024; Hugging Face
   ``VitMatteForImageMatting``), which needs its weights.
 
@@ -26,9 +26,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .errors import CheckpointError, InputError, WeightsNotFoundError
-from .matting import solve_alpha
-from .weights import resolve_pretrained
+from ..errors import CheckpointError, InputError, WeightsNotFoundError
+from ..weights import resolve_pretrained
+from .closed_form import solve_alpha
 
 __all__ = [
     "REFINERS",

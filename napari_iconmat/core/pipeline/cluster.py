@@ -1,6 +1,6 @@
 """Many inputs as one job, in this process or on a Dask cluster.
 
-:func:`matte_inputs` runs :func:`~napari_iconmat.core.run.matte_sequence` on
+:func:`matte_inputs` runs :func:`~napari_iconmat.core.pipeline.run.matte_sequence` on
 several inputs (paths or glob patterns) with one reference and one mask, each
 into ``OUT/<input-name>/`` (one input: ``OUT`` itself). Given ``workers`` (a
 local cluster of that many processes, one thread each), ``scheduler`` (the
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .errors import IconmatError, InputError
+from ..errors import IconmatError, InputError
 from .run import RunSummary, matte_sequence
 
 __all__ = ["InputResult", "JobProgress", "connect", "expand_inputs", "input_dirs", "local_cluster", "matte_inputs"]
@@ -368,7 +368,7 @@ class _QueryShare:
 
 
 class _DaskRunner:
-    """Stands in for :func:`~napari_iconmat.core.resume.matte_runs`: the same chains, as Dask tasks.
+    """Stands in for :func:`~napari_iconmat.core.pipeline.resume.matte_runs`: the same chains, as Dask tasks.
 
     The driver (this process) keeps the run manifest: after each task it adds
     the frames the task wrote to ``state.done`` and, for a chain, records the
@@ -485,7 +485,7 @@ _OPEN_SOURCES = 4
 
 
 def _worker_engine(spec: dict):
-    from .registry import make_engine
+    from ..registry import make_engine
 
     key = json.dumps([spec["engine"], spec["params"]], sort_keys=True, default=str)
     if key not in _ENGINES:
@@ -495,7 +495,7 @@ def _worker_engine(spec: dict):
 
 def _worker_source(path: str):
     """The open source of ``path``, kept open for the next task (a few at a time)."""
-    from .io.readers import open_frames
+    from ..io.readers import open_frames
 
     if path in _SOURCES:
         _SOURCES.move_to_end(path)
@@ -509,7 +509,7 @@ def _worker_source(path: str):
 
 
 def _worker_writer(spec: dict):
-    from .io.writers import OutputWriter
+    from ..io.writers import OutputWriter
 
     writer = OutputWriter(spec["out_dir"], spec["formats"], colour=spec["colour"], lock=False)
     # The driver prunes stale parts when it opens the run; a worker must not delete its peers' parts.
@@ -520,7 +520,7 @@ def _worker_writer(spec: dict):
 def _write(spec: dict, writer, index: int, matte) -> None:
     writer.write(index, matte.alpha, foreground=matte.foreground if writer.needs_foreground else None)
     if spec["explain"] and matte.explain:
-        from .explain import write_explain_maps
+        from ..explain import write_explain_maps
 
         write_explain_maps(Path(spec["out_dir"]) / "explain", index, matte.explain)
 
@@ -536,8 +536,8 @@ def _matte_images(spec: dict, query, indices: list[int]) -> list[int]:
 
 def _matte_reference(spec: dict, query, index: int) -> list[int]:
     """Task: the reference frame's own matte; returns ``[index]``."""
-    from .frames import to_rgb_float
-    from .matting import estimate_foreground
+    from ..frames import to_rgb_float
+    from ..matting.closed_form import estimate_foreground
 
     engine, writer = _worker_engine(spec), _worker_writer(spec)
     matte, _ = engine.reference_matte(query)

@@ -1,4 +1,4 @@
-"""Save mattes that were made outside :func:`~napari_iconmat.core.run.matte_sequence` (the napari widget).
+"""Save mattes that were made outside :func:`~napari_iconmat.core.pipeline.run.matte_sequence` (the napari widget).
 
 :func:`export_mattes` writes alphas held in memory through the same
 :class:`~napari_iconmat.core.io.OutputWriter` as ``iconmat matte``, so the
@@ -15,9 +15,9 @@ from typing import Any, Generator, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .frames import to_rgb_float
-from .io.writers import FORMATS, OutputWriter
+from ..errors import InputError
+from ..frames import to_rgb_float
+from ..io.writers import FORMATS, OutputWriter
 
 __all__ = ["composite", "export_mattes", "iter_export"]
 
@@ -142,7 +142,7 @@ def iter_export(
             alpha = np.asarray(alphas[i], np.float32)
             foreground = None
             if writer.needs_foreground:
-                from .matting import estimate_foreground
+                from ..matting.closed_form import estimate_foreground
 
                 foreground = estimate_foreground(to_rgb_float(np.asarray(frames[i])), alpha)
             writer.write(i, alpha, foreground=foreground)

@@ -50,12 +50,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .engine import Engine, FrameMatte
-from .errors import InputError, QueryMismatchError
-from .frames import check_frame
-from .prompt import Prompt
+from ..engine import Engine, FrameMatte
+from ..errors import InputError, QueryMismatchError
+from ..frames import check_frame
+from ..prompt import Prompt
+from ..reference import ReferenceQuery, reference_signature
 from .propagate import DIRECTIONS
-from .reference import ReferenceQuery, reference_signature
 
 __all__ = ["Keyframe", "KeyframeRun", "Keyframes", "Plan", "QueryCache", "matte_keyframes", "signature_key"]
 
@@ -480,8 +480,8 @@ def matte_keyframes(
         if run.matte_keyframe:
             reference, _ = engine.reference_matte(query)
             if with_foreground and reference.foreground is None:
-                from .frames import to_rgb_float
-                from .matting import estimate_foreground
+                from ..frames import to_rgb_float
+                from ..matting.closed_form import estimate_foreground
 
                 reference.foreground = estimate_foreground(to_rgb_float(key.image), reference.alpha)
             keyframes.mark_done(run.keyframe, run.keyframe, run.key)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Engine
-from .errors import InputError
+from ..engine import Engine
+from ..errors import InputError
+from ..reference import ReferenceQuery
 from .propagate import plan_runs
-from .reference import ReferenceQuery
 
 __all__ = ["matte_lazy"]
 

@@ -14,11 +14,11 @@ from typing import Iterator
 
 import numpy as np
 
-from .engine import Engine, FrameMatte
-from .errors import InputError
-from .matting import estimate_foreground
-from .reference import ReferenceQuery
-from .frames import to_rgb_float
+from ..engine import Engine, FrameMatte
+from ..errors import InputError
+from ..frames import to_rgb_float
+from ..matting.closed_form import estimate_foreground
+from ..reference import ReferenceQuery
 
 __all__ = ["DIRECTIONS", "Run", "plan_runs", "propagate", "parse_range"]
 

@@ -1,11 +1,11 @@
-"""Resuming an interrupted :func:`~napari_iconmat.core.run.matte_sequence`.
+"""Resuming an interrupted :func:`~napari_iconmat.core.pipeline.run.matte_sequence`.
 
 :class:`RunState` is the run manifest of a run in progress (see
 :mod:`napari_iconmat.core.io.manifest`): it decides whether an output folder
 holds an interrupted run of the same identity to continue, or an earlier run to
 clear, and records progress and track-state checkpoints after every frame.
 :func:`matte_runs` mattes the planned propagation chains (see
-:func:`~napari_iconmat.core.propagate.plan_runs`) skipping what is done.
+:func:`~napari_iconmat.core.pipeline.propagate.plan_runs`) skipping what is done.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import json
 import warnings
 from pathlib import Path
 
-from .errors import IconmatError, InputError, QueryMismatchError
-from .io.manifest import (
+from ..errors import IconmatError, InputError, QueryMismatchError
+from ..io.manifest import (
     RUN_DIR,
     RUN_RECORD,
     clear_run_outputs,
@@ -26,8 +26,8 @@ from .io.manifest import (
     save_arrays,
     to_ranges,
 )
-from .io.writers import OutputWriter, atomic_write_bytes
-from .reference import ReferenceQuery
+from ..io.writers import OutputWriter, atomic_write_bytes
+from ..reference import ReferenceQuery
 
 __all__ = ["RunInterrupted", "RunState", "matte_runs", "with_resume_hint"]
 
@@ -170,8 +170,8 @@ def matte_runs(source, query, engine, runs, writer, state: RunState, reference_i
     and writes only the frames not done yet. Either way the outputs are those of
     an uninterrupted run, as the engines are deterministic.
     """
-    from .frames import to_rgb_float
-    from .matting import estimate_foreground
+    from ..frames import to_rgb_float
+    from ..matting.closed_form import estimate_foreground
 
     def report() -> None:
         if on_progress is not None:

@@ -12,7 +12,7 @@ write into a folder (a lock in ``out_dir/.iconmat``).
 
 :func:`run_demo` makes a small synthetic video with exact alpha, mattes it and
 scores the result (``iconmat demo``), with a contact sheet of frames, alphas and
-composites (:func:`~napari_iconmat.core.sheet.make_contact_sheet`).
+composites (:func:`~napari_iconmat.core.evaluation.sheet.make_contact_sheet`).
 """
 
 from __future__ import annotations
@@ -29,20 +29,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import InputError, QueryMismatchError
-from .explain import write_explain_maps
-from .frames import check_frame
-from .io.readers import FrameSource, open_frames, read_image
-from .io.writers import FORMATS, OutputWriter
-from .prompt import PROMPT_KINDS, Prompt, make_prompt
-from .io.manifest import MANIFEST_FORMAT, RUN_RECORD, input_identity, to_ranges
-from .io.containers import FrameTiming
-from .io.writers import atomic_write_bytes
+from ..errors import InputError, QueryMismatchError
+from ..evaluation.sheet import make_contact_sheet
+from ..explain import write_explain_maps
+from ..frames import check_frame
+from ..io.containers import FrameTiming
+from ..io.manifest import MANIFEST_FORMAT, RUN_RECORD, input_identity, to_ranges
+from ..io.readers import FrameSource, open_frames, read_image
+from ..io.writers import FORMATS, OutputWriter
+from ..io.writers import atomic_write_bytes
+from ..prompt import PROMPT_KINDS, Prompt, make_prompt
+from ..reference import ReferenceQuery, reference_signature
+from ..registry import get_engine_class, make_engine
 from .propagate import DIRECTIONS, count_outputs, parse_range, plan_runs
-from .reference import ReferenceQuery, reference_signature
-from .registry import get_engine_class, make_engine
 from .resume import RunInterrupted, RunState, matte_runs, with_resume_hint
-from .sheet import make_contact_sheet
 
 __all__ = [
     "ORDERS",
@@ -396,8 +396,8 @@ def matte_sequence(
         ``out_dir/explain/<map>/NNNNN.png`` (engines with ``supports_explain``).
     runner : callable, optional
         Mattes the planned chains in place of
-        :func:`~napari_iconmat.core.resume.matte_runs` (same arguments); used
-        by :mod:`napari_iconmat.core.cluster` to run them on Dask workers.
+        :func:`~napari_iconmat.core.pipeline.resume.matte_runs` (same arguments); used
+        by :mod:`napari_iconmat.core.pipeline.cluster` to run them on Dask workers.
 
     Returns
     -------
@@ -636,7 +636,7 @@ def run_demo(
     ----------
     out_dir : str or path-like
         Gets ``sample/`` (the synthetic video, see
-        :func:`~napari_iconmat.core.synth.write_synth`), ``matte/`` (the run's
+        :func:`~napari_iconmat.core.evaluation.synth.write_synth`), ``matte/`` (the run's
         outputs) and ``contact_sheet.png``. Frame files ``NNNNN.png`` numbered
         past ``frames`` that an earlier demo left there are deleted.
     frames : int, default 24
@@ -651,9 +651,9 @@ def run_demo(
     -------
     DemoSummary
     """
-    from .evaluate import read_alpha_file
-    from .metrics import iou, sad
-    from .synth import REFERENCE_FRAME, write_synth
+    from ..evaluation.evaluate import read_alpha_file
+    from ..evaluation.metrics import iou, sad
+    from ..evaluation.synth import REFERENCE_FRAME, write_synth
 
     out_dir = Path(os.fspath(out_dir)).expanduser()
     _check_folder_target(out_dir, "demo folder")

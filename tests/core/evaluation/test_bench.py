@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_iconmat.core.bench import BenchReport, check_targets, davis_sequences, detect_layout, run_bench
+from napari_iconmat.core.evaluation.bench import BenchReport, check_targets, davis_sequences, detect_layout, run_bench
 from napari_iconmat.core.errors import InputError
-from napari_iconmat.core.evaluate import read_alpha_file
-from napari_iconmat.core.metrics import METRIC_SCALES
-from napari_iconmat.core.synth import write_synth
+from napari_iconmat.core.evaluation.evaluate import read_alpha_file
+from napari_iconmat.core.evaluation.metrics import METRIC_SCALES
+from napari_iconmat.core.evaluation.synth import write_synth
 
 SIZE = (96, 64)  # (W, H)
 BASE_ROWS = {"classical", "classical-coarse", "copy-reference"}
@@ -208,7 +208,7 @@ def test_error_in_isolated_worker_reaches_the_caller(folders, tmp_path):
 def test_icm_layout_warns_about_what_it_leaves_out_and_refuses_deep_json(folders, tmp_path):
     import shutil
 
-    from napari_iconmat.core.bench.layouts import _icm_cases
+    from napari_iconmat.core.evaluation.bench.layouts import _icm_cases
 
     icm = tmp_path / "icm"
     shutil.copytree(folders["icm"], icm)

@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from napari_iconmat.core.errors import InputError
-from napari_iconmat.core.evaluate import EvalReport, evaluate_folders, read_alpha_file
+from napari_iconmat.core.evaluation.evaluate import EvalReport, evaluate_folders, read_alpha_file
 
 
 def _write(path, array):

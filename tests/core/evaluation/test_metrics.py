@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from napari_iconmat.core.errors import InputError
-from napari_iconmat.core.metrics import (
+from napari_iconmat.core.evaluation.metrics import (
     METRIC_SCALES,
     _gaussian_derivative_kernel,
     connectivity_error,

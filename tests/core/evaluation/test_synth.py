@@ -1,4 +1,4 @@
-"""Tests of napari_iconmat.core.synth: determinism, exact composites, layout on disk."""
+"""Tests of napari_iconmat.core.evaluation.synth: determinism, exact composites, layout on disk."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_iconmat.core.errors import InputError
-from napari_iconmat.core.synth import (
+from napari_iconmat.core.evaluation.synth import (
     _collection_layers,
     _video_layers,
     synth_collection,

@@ -33,7 +33,7 @@ import tifffile
 from napari_iconmat.core.errors import InputError
 from napari_iconmat.core.io import OutputWriter, open_frames, read_image
 from napari_iconmat.core.io.containers import FrameTiming, write_video
-from napari_iconmat.core.synth import synth_video
+from napari_iconmat.core.evaluation.synth import synth_video
 
 T = 6
 
@@ -199,7 +199,7 @@ def test_videos_made_from_a_video_keep_its_rate_and_timestamps(tmp_path):
     """A variable-rate input (time base 1/90000): the mattes are shown exactly when its frames were."""
     import av
 
-    from napari_iconmat.core.run import matte_sequence
+    from napari_iconmat.core.pipeline.run import matte_sequence
 
     pts = [0, 3000, 6000, 10000, 13000, 16000]
     source = tmp_path / "vfr.mov"

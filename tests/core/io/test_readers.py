@@ -354,7 +354,7 @@ def test_exif_orientation_is_applied_as_photo_viewers_do(tmp_path, suffix):
     """A phone photo stored sideways with an orientation tag reads upright (as cv2.imread, PIL exif_transpose)."""
     from PIL import Image, ImageOps
 
-    from napari_iconmat.core.evaluate import _decode
+    from napari_iconmat.core.evaluation.evaluate import _decode
 
     rng = np.random.default_rng(0)
     stored = (rng.random((30, 50, 3)) * 255).astype(np.uint8)

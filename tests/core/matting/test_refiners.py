@@ -9,8 +9,8 @@ import pytest
 
 from napari_iconmat.core import make_engine, make_prompt, propagate
 from napari_iconmat.core.errors import CheckpointError, InputError, WeightsNotFoundError
-from napari_iconmat.core.matting import solve_alpha
-from napari_iconmat.core.refine import (
+from napari_iconmat.core.matting.closed_form import solve_alpha
+from napari_iconmat.core.matting.refiners import (
     ClosedFormRefiner,
     VitMatteRefiner,
     make_refiner,
@@ -18,7 +18,7 @@ from napari_iconmat.core.refine import (
     vitmatte_available,
     vitmatte_inputs,
 )
-from napari_iconmat.core.synth import synth_video
+from napari_iconmat.core.evaluation.synth import synth_video
 
 
 def _image_and_trimap(shape=(45, 70), seed=0):

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from napari_iconmat.cli import main
-from napari_iconmat.core.cluster import expand_inputs, input_dirs, local_cluster, matte_inputs
+from napari_iconmat.core.pipeline.cluster import expand_inputs, input_dirs, local_cluster, matte_inputs
 from napari_iconmat.core.errors import InputError
-from napari_iconmat.core.run import RUN_RECORD, matte_sequence
-from napari_iconmat.core.synth import write_synth
+from napari_iconmat.core.pipeline.run import RUN_RECORD, matte_sequence
+from napari_iconmat.core.evaluation.synth import write_synth
 
 HAS_DISTRIBUTED = importlib.util.find_spec("distributed") is not None
 needs_dask = pytest.mark.skipif(not HAS_DISTRIBUTED, reason="needs the distributed package")

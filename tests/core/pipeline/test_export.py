@@ -1,4 +1,4 @@
-"""Tests of napari_iconmat.core.export: mattes in memory written in the CLI's layout."""
+"""Tests of napari_iconmat.core.pipeline.export: mattes in memory written in the CLI's layout."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import tifffile
 
 from napari_iconmat.core.errors import InputError
-from napari_iconmat.core.export import composite, export_mattes, iter_export
+from napari_iconmat.core.pipeline.export import composite, export_mattes, iter_export
 from napari_iconmat.core.io import read_image
-from napari_iconmat.core.run import RUN_RECORD
+from napari_iconmat.core.pipeline.run import RUN_RECORD
 
 
 def _alphas(n=4, h=12, w=16):

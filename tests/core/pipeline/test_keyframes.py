@@ -1,4 +1,4 @@
-"""Tests of napari_iconmat.core.keyframes: the nearest-keyframe rule, re-propagation, the query cache."""
+"""Tests of napari_iconmat.core.pipeline.keyframes: the nearest-keyframe rule, re-propagation, the query cache."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 
 from napari_iconmat.core import make_engine, make_prompt, propagate
 from napari_iconmat.core.errors import InputError
-from napari_iconmat.core.keyframes import Keyframes, QueryCache, matte_keyframes
-from napari_iconmat.core.metrics import sad
+from napari_iconmat.core.pipeline.keyframes import Keyframes, QueryCache, matte_keyframes
+from napari_iconmat.core.evaluation.metrics import sad
 from napari_iconmat.core.reference import ReferenceQuery
-from napari_iconmat.core.synth import synth_video
+from napari_iconmat.core.evaluation.synth import synth_video
 
 N = 8
 

@@ -4,8 +4,8 @@ import pytest
 
 from napari_iconmat.core import make_engine, make_prompt, propagate
 from napari_iconmat.core.errors import InputError
-from napari_iconmat.core.lazy_matte import matte_lazy
-from napari_iconmat.core.synth import write_synth
+from napari_iconmat.core.pipeline.lazy_matte import matte_lazy
+from napari_iconmat.core.evaluation.synth import write_synth
 from napari_iconmat.core.io.readers import open_frames
 
 

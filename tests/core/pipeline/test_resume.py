@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_iconmat.core.engines.classical import ClassicalEngine
+from napari_iconmat.core.engines.classical.engine import ClassicalEngine
 from napari_iconmat.core.errors import InputError
 from napari_iconmat.core.io import open_frames
 from napari_iconmat.core.io import writers as writers_module
 from napari_iconmat.core.io.lock import FolderLock
 from napari_iconmat.core.io.manifest import expand_ranges, to_ranges
-from napari_iconmat.core.run import RUN_RECORD, RunInterrupted, matte_sequence
-from napari_iconmat.core.synth import write_synth
+from napari_iconmat.core.pipeline.run import RUN_RECORD, RunInterrupted, matte_sequence
+from napari_iconmat.core.evaluation.synth import write_synth
 
 N = 10
 REFERENCE = 4  # propagation runs forward (5..9) and backward (3..0): two chains

@@ -1,4 +1,4 @@
-"""Tests of napari_iconmat.core.run: the main job, its cache, its run record, the contact sheet."""
+"""Tests of napari_iconmat.core.pipeline.run: the main job, its cache, its run record, the contact sheet."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_iconmat.core.engines.classical import ClassicalEngine
+from napari_iconmat.core.engines.classical.engine import ClassicalEngine
 from napari_iconmat.core.errors import InputError
 from napari_iconmat.core.io.readers import read_image
-from napari_iconmat.core.run import (
+from napari_iconmat.core.pipeline.run import (
     RUN_RECORD,
     RunSummary,
     matte_sequence,
     query_cache_path,
 )
-from napari_iconmat.core.sheet import make_contact_sheet
-from napari_iconmat.core.synth import write_synth
+from napari_iconmat.core.evaluation.sheet import make_contact_sheet
+from napari_iconmat.core.evaluation.synth import write_synth
 
 SIZE = (96, 64)  # (W, H)
 N = 5

@@ -41,22 +41,22 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins
-from ..engine import Engine, EngineStatus, FrameMatte
-from ..errors import InputError
-from ..filters import wide_gaussian, within
-from ..frames import intensity_range, to_rgb_float
-from ..keypoints import fit_reference_transform, match_reference, object_keypoints
-from ..matting import estimate_foreground, solve_alpha
-from ..memory import release_free_memory
-from ..motion import background_motion, motion_evidence
-from ..prompt import Prompt
-from ..refine import DEFAULT_VITMATTE, make_refiner
-from ..reference import ReferenceQuery, reference_signature
-from ..refit import fill_holes_like, refit_segmentation
-from ..segmentation import bound_to_core, fragmented_parts, graph_cut, keep_supported, refill_holes, select_object, thin_reach, thin_relief
-from ..temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
-from ..trimap import band_width, trimap_from_mask
+from ...engine import Engine, EngineStatus, FrameMatte
+from ...errors import InputError
+from ...frames import intensity_range, to_rgb_float
+from ...matting.closed_form import estimate_foreground, solve_alpha
+from ...matting.refiners import DEFAULT_VITMATTE, make_refiner
+from ...matting.trimap import band_width, trimap_from_mask
+from ...prompt import Prompt
+from ...reference import ReferenceQuery, reference_signature
+from .appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins
+from .filters import wide_gaussian, within
+from .keypoints import fit_reference_transform, match_reference, object_keypoints
+from .memory import release_free_memory
+from .motion import background_motion, motion_evidence
+from .refit import fill_holes_like, refit_segmentation
+from .segmentation import bound_to_core, fragmented_parts, graph_cut, keep_supported, refill_holes, select_object, thin_reach, thin_relief
+from .temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
 
 __all__ = ["ClassicalEngine"]
 
@@ -201,7 +201,7 @@ class ClassicalEngine(Engine):
         from bleeding across ambiguous colours, which measured better on both the synthetic
         set (SAD) and DAVIS (IoU).
     refiner : {'closed-form', 'vitmatte'}
-        The matting stage (:mod:`napari_iconmat.core.refine`): the closed-form solver
+        The matting stage (:mod:`napari_iconmat.core.matting.refiners`): the closed-form solver
         (default) or ViTMatte, which needs its weights (``vitmatte``).
     vitmatte : str
         ViTMatte model folder or hub id in the local Hugging Face cache (``refiner='vitmatte'`` only).
@@ -232,13 +232,13 @@ class ClassicalEngine(Engine):
     motion : float
         Weight of the motion cue on frames of a sequence (0 = off): pixels whose flow the
         camera's motion (a homography fitted to the background's flow) explains, while the
-        object moves otherwise, are background (:mod:`napari_iconmat.core.motion`); this
+        object moves otherwise, are background (:mod:`napari_iconmat.core.engines.classical.motion`); this
         drops leaks that stay behind with the background.
     reach_slack : float
         ... and the cut keeps only what lies within this many times the reference's reach of thin
         parts (fur, antennae) of its thick body, cutting away look-alikes joined through them (0 = off).
     compact_reach : float
-        A reference whose thin parts reach less than this (:func:`~napari_iconmat.core.segmentation.thin_reach`,
+        A reference whose thin parts reach less than this (:func:`~napari_iconmat.core.engines.classical.segmentation.thin_reach`,
         over sqrt(area)) is a compact object: on tracked frames too, what lies farther from its body
         than ``reach_slack`` x this reach is cut (leaks crept along a kerb or a road line). 0 = off.
     refill_holes : float
@@ -633,7 +633,7 @@ class ClassicalEngine(Engine):
 
     def _refit(self, query, small, bins, mask, model, other, smoothness, log_odds):
         """Collection image without a keypoint transform: GrabCut-style refits of the colour model
-        on the image's own cut (:func:`~napari_iconmat.core.refit.refit_segmentation`), then the
+        on the image's own cut (:func:`~napari_iconmat.core.engines.classical.refit.refit_segmentation`), then the
         cut's holes filled if the reference object has none. Returns the mask and its log-odds."""
         p = self._params
         mask, refit_odds = refit_segmentation(
@@ -678,12 +678,12 @@ class ClassicalEngine(Engine):
 
     def _bound_to_body(self, query, mask, log_odds):
         """Collection image without a keypoint transform: look-alikes joined to the object through
-        thin structures cut away (:func:`~napari_iconmat.core.segmentation.bound_to_core`), the
+        thin structures cut away (:func:`~napari_iconmat.core.engines.classical.segmentation.bound_to_core`), the
         thin structures reaching as far beyond the body as the reference's do."""
         return bound_to_core(mask, log_odds, self._thin_reach(query), slack=self._params["reach_slack"])
 
     def _thin_reach(self, query: ReferenceQuery) -> float:
-        """:func:`~napari_iconmat.core.segmentation.thin_reach` of the reference's shape at working size,
+        """:func:`~napari_iconmat.core.engines.classical.segmentation.thin_reach` of the reference's shape at working size,
         computed once per reference."""
         if getattr(self, "_thin_reach_of", (None,))[0] != query.signature:
             self._thin_reach_of = (query.signature, thin_reach(self._reference_shape_small(query) > 0.5))

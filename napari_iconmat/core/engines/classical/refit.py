@@ -46,7 +46,7 @@ def refit_segmentation(
 
     Parameters
     ----------
-    rgb : (h, w, 3) float32 in [0, 1], bins : (h, w) int32 (:func:`~napari_iconmat.core.appearance.lab_bins`)
+    rgb : (h, w, 3) float32 in [0, 1], bins : (h, w) int32 (:func:`~napari_iconmat.core.engines.classical.appearance.lab_bins`)
     mask : (h, w) bool, the first cut (not empty)
     prior : ColourModel
         The reference's model as used for the first cut; each refitted model is
@@ -56,7 +56,7 @@ def refit_segmentation(
     colour_weight, smoothness
         As for the first cut.
     area_fraction, touches_border
-        Of the reference object (:func:`~napari_iconmat.core.segmentation.select_object`).
+        Of the reference object (:func:`~napari_iconmat.core.engines.classical.segmentation.select_object`).
     rounds : int
         Refits at most; stops early when the cut no longer changes or would vanish.
 

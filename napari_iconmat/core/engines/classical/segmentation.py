@@ -1,7 +1,7 @@
 """Binary segmentation pieces of the classical engine: a contrast-sensitive graph cut and the clean-up of its result.
 
 Pure numpy / OpenCV / PyMaxflow functions on working-size arrays; the engine
-(:mod:`napari_iconmat.core.engines.classical`) decides what log-odds go in.
+(:mod:`napari_iconmat.core.engines.classical.engine`) decides what log-odds go in.
 """
 
 from __future__ import annotations

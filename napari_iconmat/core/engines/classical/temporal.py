@@ -1,7 +1,7 @@
 """Temporal pieces of video matting: what may be held from the previous frame, and how thin parts move.
 
 Pure numpy / OpenCV functions on working-size arrays; the ``classical`` engine
-(:mod:`napari_iconmat.core.engines.classical`) decides where they go in.
+(:mod:`napari_iconmat.core.engines.classical.engine`) decides where they go in.
 """
 
 from __future__ import annotations

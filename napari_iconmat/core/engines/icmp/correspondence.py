@@ -43,9 +43,9 @@ import cv2
 import numpy as np
 
 from ...errors import CheckpointError
+from ...matting.refiners import load_pretrained, processor_config, torch_device
+from ...matting.trimap import band_width
 from ...prompt import Prompt
-from ...refine import load_pretrained, processor_config, torch_device
-from ...trimap import band_width
 from ...weights import resolve_pretrained
 
 __all__ = [

@@ -8,7 +8,7 @@ independently:
 2. SAM turns the carried points into a coarse mask (:mod:`.masks`);
 3. morphology turns the mask into a pseudo-trimap (:mod:`.trimap`);
 4. ViTMatte predicts the alpha from the image and the trimap
-   (:mod:`napari_iconmat.core.refine`); the closed-form solver stands in when
+   (:mod:`napari_iconmat.core.matting.refiners`); the closed-form solver stands in when
    the ViTMatte weights are absent (``refiner='auto'``).
 
 Per reference (once, in the query): the prompt points and labels, the
@@ -25,10 +25,10 @@ import numpy as np
 from ...engine import Engine, EngineStatus, FrameMatte
 from ...errors import InputError, WeightsNotFoundError
 from ...frames import intensity_range, to_rgb_float
-from ...matting import estimate_foreground
+from ...matting.closed_form import estimate_foreground
+from ...matting.refiners import DEFAULT_VITMATTE, make_refiner, vitmatte_available
 from ...prompt import Prompt
 from ...reference import ReferenceQuery, reference_signature
-from ...refine import DEFAULT_VITMATTE, make_refiner, vitmatte_available
 from ...weights import resolve_pretrained
 from .correspondence import DEFAULT_DINOV2, DINOV2_WHAT, Dinov2Features, FeatureMap, match_points, prompt_points
 from .masks import DEFAULT_SAM, SAM_WHAT, SamMasker

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ...errors import CheckpointError
-from ...refine import load_pretrained, processor_config, torch_device
+from ...matting.refiners import load_pretrained, processor_config, torch_device
 from ...weights import resolve_pretrained
 
 __all__ = ["DEFAULT_SAM", "SamMasker", "sam_resize_shape", "sam_inputs", "sam_points", "upscale_mask_logits"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ...trimap import band_width
+from ...matting.trimap import band_width
 
 __all__ = ["pseudo_trimap", "disk"]
 
@@ -32,7 +32,7 @@ def pseudo_trimap(
     width : int, optional
         Radius of the disk in pixels. Default: ``fraction`` of the square root
         of the mask's area, clipped to [``minimum``, ``maximum``]
-        (:func:`napari_iconmat.core.trimap.band_width`).
+        (:func:`napari_iconmat.core.matting.trimap.band_width`).
 
     Returns
     -------

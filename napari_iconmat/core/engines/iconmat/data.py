@@ -8,7 +8,7 @@ A data root holds, for every dataset NAME::
     <root>/<NAME>/trimap/<name>.png      optional (0 / 128 / 255)
 
 (``<root>/<NAME>/<NAME>.json`` or ``<root>/<NAME>/ICM57.json`` works too: the
-folder is read by :func:`napari_iconmat.core.bench.layouts.read_icm_folder`, the
+folder is read by :func:`napari_iconmat.core.evaluation.bench.layouts.read_icm_folder`, the
 same reader ``iconmat bench`` uses.) As in the released code (``iconmatting.md``
 §4): every listed image is a target; its reference is drawn uniformly from its
 group ``'{class}-{sub_class}-{HalfOrFull}'`` (over all datasets), excluding the
@@ -73,12 +73,12 @@ def trimap_levels(trimap: np.ndarray) -> np.ndarray:
 def derive_trimap(alpha: np.ndarray) -> np.ndarray:
     """A trimap for an alpha that has none: unknown where 0.02 < alpha < 0.98 and in a band around the edge.
 
-    The band's half-width follows object size (:func:`~napari_iconmat.core.trimap.band_width`:
+    The band's half-width follows object size (:func:`~napari_iconmat.core.matting.trimap.band_width`:
     1.2 % of the square root of the object area, 2 to 24 px), so a binary mask
     also gets an unknown edge. Returns (H, W) float32 in {0, 0.5, 1}.
     """
-    from ...matting import trimap_from_alpha
-    from ...trimap import band_width, trimap_from_mask
+    from ...matting.closed_form import trimap_from_alpha
+    from ...matting.trimap import band_width, trimap_from_mask
 
     mask = alpha > 0.5
     width = band_width(mask)
@@ -178,7 +178,7 @@ class InContextPairs:
     """
 
     def __init__(self, root, datasets, *, resolution: int, seed: int = 0, random_interpolation: bool = True) -> None:
-        from ...bench.layouts import read_icm_folder
+        from ...evaluation.bench.layouts import read_icm_folder
 
         root = Path(root)
         if not root.is_dir():
@@ -253,7 +253,7 @@ class InContextPairs:
             (1, S, S) float32 in [0, 1], ``trimap`` (1, S, S) float32 in {0, 0.5, 1},
             ``binary`` (bool: the loaded alpha is all 0 or 1), ``name``.
         """
-        from ...evaluate import read_alpha_file
+        from ...evaluation.evaluate import read_alpha_file
         from ...io.readers import read_image
 
         sample = self.samples[index]

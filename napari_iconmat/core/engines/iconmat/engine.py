@@ -324,7 +324,7 @@ class IconMattingEngine(Engine):
         alpha = np.clip(fit.from_square(alpha), 0.0, 1.0).astype(np.float32)
         foreground = None
         if with_foreground:
-            from ...matting import estimate_foreground
+            from ...matting.closed_form import estimate_foreground
 
             foreground = estimate_foreground(rgb, alpha)
         return FrameMatte(alpha=alpha, coarse=alpha > 0.5, foreground=foreground, explain=explain)

@@ -18,7 +18,7 @@ Three folder layouts are recognised (see :func:`detect_layout`):
 layout      folder                                                scored
 ==========  ====================================================  =========================
 synth       ``frames/ alpha/ reference_mask.png reference.json``   SAD MSE Grad Conn (whole
-            (:func:`~napari_iconmat.core.synth.write_synth`)       image), dtSSD (videos), IoU
+            (:func:`~napari_iconmat.core.evaluation.synth.write_synth`)       image), dtSSD (videos), IoU
 davis       ``<seq>/frames/*.jpg|png`` + ``<seq>/masks/*.png``,    IoU of alpha > 0.5 vs the
             or one ``<seq>`` folder holding frames/ and masks/    mask, mean per sequence
 icm57       ``image/ alpha/ [trimap/]`` + ``ICM57.json`` (or one   SAD MSE Grad Conn, whole

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InputError
-from ..io.readers import natural_key
+from ...errors import InputError
+from ...io.readers import natural_key
 from ..metrics import trimap_region
 
 LAYOUTS = ("synth", "davis", "icm57")
@@ -70,7 +70,7 @@ def _images_by_stem(folder: Path, suffixes=_FRAME_SUFFIXES) -> dict[str, Path]:
 
 
 def _frame_names(frames_dir: Path) -> list[str]:
-    from ..io.readers import open_frames
+    from ...io.readers import open_frames
 
     with open_frames(frames_dir) as source:
         return list(source.frame_names)
@@ -338,7 +338,7 @@ def _read_gt(case: _Case, index: int, shape: tuple[int, int]) -> np.ndarray:
 
 def _read_mask(path) -> np.ndarray:
     """(H, W) bool: any non-zero pixel (grey, RGB or palette masks)."""
-    from ..io.readers import read_image
+    from ...io.readers import read_image
 
     image = read_image(path)
     if image.ndim == 3:
@@ -358,7 +358,7 @@ def _reference_mask(case: _Case) -> np.ndarray:
 def _read_region(case: _Case, index: int, shape) -> np.ndarray | None:
     if case.trimaps is None or case.trimaps[index] is None:
         return None
-    from ..io.readers import read_image
+    from ...io.readers import read_image
 
     trimap = read_image(case.trimaps[index])
     trimap = trimap[..., 0] if trimap.ndim == 3 else trimap

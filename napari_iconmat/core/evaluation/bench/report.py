@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..io.writers import atomic_write_bytes
+from ...io.writers import atomic_write_bytes
 from ..metrics import METRIC_SCALES
 from .layouts import _COLUMNS, COPY_REFERENCE, DRIFT_FACTOR, UPPER_BOUND
 

@@ -16,7 +16,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..errors import IconmatError, InputError
+from ...errors import IconmatError, InputError
 from ..metrics import dtssd, image_metrics, iou
 from .layouts import (
     _COLUMNS,
@@ -134,7 +134,7 @@ def _drift(errors: list[float], indices: list[int]) -> dict:
 
 
 def _sample(case: _Case, method: str, values: dict, frame, gt, pred) -> dict:
-    from ..frames import to_rgb_float
+    from ...frames import to_rgb_float
 
     rgb = (to_rgb_float(frame) * 255 + 0.5).astype(np.uint8)
     return {
@@ -151,10 +151,10 @@ def _sample(case: _Case, method: str, values: dict, frame, gt, pred) -> dict:
 
 def _engine_job(layout: str, cases: list[_Case], engine_name: str, keep_worst: int, engine_params: dict | None, progress) -> dict:
     """Propagate every case with one engine; score its alpha and its coarse mask."""
-    from ..io.readers import open_frames, read_image
-    from ..prompt import make_prompt
-    from ..propagate import propagate
-    from ..registry import make_engine
+    from ...io.readers import open_frames, read_image
+    from ...pipeline.propagate import propagate
+    from ...prompt import make_prompt
+    from ...registry import make_engine
 
     engine = make_engine(engine_name, **(engine_params or {}))
     rows: dict[tuple, _Scores] = {}
@@ -202,9 +202,9 @@ def _engine_job(layout: str, cases: list[_Case], engine_name: str, keep_worst: i
 
 def _baseline_job(layout: str, cases: list[_Case], progress) -> dict:
     """Score copy-reference and, with soft ground truth, the ground-truth-trimap solver."""
-    from ..frames import to_rgb_float
-    from ..io.readers import open_frames
-    from ..matting import solve_alpha, trimap_from_alpha
+    from ...frames import to_rgb_float
+    from ...io.readers import open_frames
+    from ...matting.closed_form import solve_alpha, trimap_from_alpha
 
     rows: dict[tuple, _Scores] = {}
     for case in cases:
@@ -348,7 +348,7 @@ def run_bench(
       'upper-bound'), ``engine``, ``frames`` (scored);
     * means over the scored frames: ``SAD MSE Grad Conn`` (whole image) and
       ``SAD_unknown ...`` (ICM-57 trimap unknown region) on the scales of
-      :data:`~napari_iconmat.core.metrics.METRIC_SCALES`, ``dtSSD`` (mean over
+      :data:`~napari_iconmat.core.evaluation.metrics.METRIC_SCALES`, ``dtSSD`` (mean over
       consecutive scored pairs, synthetic videos), ``IoU`` (alpha > 0.5 against
       the ground truth > 0.5 or the mask);
     * ``fps``: scored frames per second of the engine's propagation (reading
@@ -380,7 +380,7 @@ def run_bench(
         raise InputError("run_bench needs at least one engine, got none")
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
         raise InputError(f"max_frames must be a positive integer or None, got {max_frames!r}")
-    from ..registry import check_engine_params, get_engine_class
+    from ...registry import check_engine_params, get_engine_class
 
     for name in engines:
         get_engine_class(name)  # unknown names fail here, before any work

@@ -5,8 +5,8 @@ import pytest
 
 from napari_iconmat.core import make_engine, make_prompt, propagate
 from napari_iconmat.core.errors import InputError
-from napari_iconmat.core.metrics import iou, sad
-from napari_iconmat.core.synth import synth_collection, synth_video
+from napari_iconmat.core.evaluation.metrics import iou, sad
+from napari_iconmat.core.evaluation.synth import synth_collection, synth_video
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_a_frame_of_another_size_in_a_sequence_is_matted_without_its_neighbour(v
 
 
 def test_thin_relief_lowers_smoothness_on_thin_parts_only():
-    from napari_iconmat.core.segmentation import thin_relief as _thin_relief
+    from napari_iconmat.core.engines.classical.segmentation import thin_relief as _thin_relief
 
     mask = np.zeros((60, 60), bool)
     mask[10:40, 10:40] = True  # a thick body
@@ -108,7 +108,7 @@ def test_thin_relief_lowers_smoothness_on_thin_parts_only():
 
 
 def test_graph_cut_keeps_a_thin_line_where_smoothness_is_relieved():
-    from napari_iconmat.core.segmentation import graph_cut as _graph_cut, thin_relief as _thin_relief
+    from napari_iconmat.core.engines.classical.segmentation import graph_cut as _graph_cut, thin_relief as _thin_relief
 
     rgb = np.full((40, 40, 3), 0.5, np.float32)
     line = np.zeros((40, 40), bool)
@@ -223,7 +223,7 @@ def test_thin_parts_carried_by_the_object_motion_are_matted_again():
     quarter (measured 0.20 -> 0.14 at this size)."""
     import itertools
 
-    from napari_iconmat.core.segmentation import thin_parts
+    from napari_iconmat.core.engines.classical.segmentation import thin_parts
 
     frames = list(itertools.islice(synth_video(n_frames=40, size=(320, 180), seed=0), 5))
     errors = {}
@@ -361,7 +361,7 @@ def test_a_window_of_background_colour_inside_a_tracked_object_stays_object():
 def test_graph_cut_solved_in_the_undecided_box_equals_the_cut_of_the_whole_image():
     """Pixels far below -4x the pairwise weight are fixed to background and the cut is solved
     in the box around the rest: the labelling must be the one of the whole image's graph."""
-    from napari_iconmat.core.segmentation import _graph_cut, _squared_step, graph_cut
+    from napari_iconmat.core.engines.classical.segmentation import _graph_cut, _squared_step, graph_cut
 
     rng = np.random.default_rng(3)
     for trial in range(6):

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_iconmat.core.filters import wide_gaussian, within
+from napari_iconmat.core.engines.classical.filters import wide_gaussian, within
 
 
 @pytest.mark.parametrize("sigma", [2.0, 9.0, 16.0, 40.0])

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 
 from napari_iconmat.core import make_engine, make_prompt
-from napari_iconmat.core.keypoints import fit_reference_transform, object_keypoints
-from napari_iconmat.core.metrics import iou
+from napari_iconmat.core.engines.classical.keypoints import fit_reference_transform, object_keypoints
+from napari_iconmat.core.evaluation.metrics import iou
 
 
 def _scene(corner, *, mirrored=False, seed=0):
@@ -92,7 +92,7 @@ def test_a_query_from_before_the_mirrored_keypoints_is_refused(tmp_path):
 
 
 def test_a_transform_fitted_at_working_size_places_the_full_size_alpha_sharp():
-    from napari_iconmat.core.keypoints import ReferenceTransform
+    from napari_iconmat.core.engines.classical.keypoints import ReferenceTransform
 
     alpha = np.zeros((200, 300), np.float32)
     alpha[50:90, 60:130] = 1.0

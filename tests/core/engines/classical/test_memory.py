@@ -3,7 +3,7 @@
 import platform
 import sys
 
-from napari_iconmat.core.memory import release_free_memory
+from napari_iconmat.core.engines.classical.memory import release_free_memory
 
 
 def test_release_free_memory_trims_on_glibc_and_is_a_no_op_elsewhere():

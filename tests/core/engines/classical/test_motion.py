@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_iconmat.core.motion import background_motion, motion_evidence
+from napari_iconmat.core.engines.classical.motion import background_motion, motion_evidence
 
 
 def _scene(object_flow=(-3.0, 1.0)):

@@ -3,8 +3,8 @@
 import cv2
 import numpy as np
 
-from napari_iconmat.core.appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins, rotate_hue
-from napari_iconmat.core.refit import fill_holes_like, holes, refit_segmentation
+from napari_iconmat.core.engines.classical.appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins, rotate_hue
+from napari_iconmat.core.engines.classical.refit import fill_holes_like, holes, refit_segmentation
 
 
 def _hsv_image(hues, shape=(40, 40)):

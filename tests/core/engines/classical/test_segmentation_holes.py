@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_iconmat.core.segmentation import refill_holes
+from napari_iconmat.core.engines.classical.segmentation import refill_holes
 
 
 def test_refill_holes_fills_only_holes_where_the_object_was():

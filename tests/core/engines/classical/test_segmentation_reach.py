@@ -4,7 +4,7 @@ look-alikes joined to the object through them."""
 import cv2
 import numpy as np
 
-from napari_iconmat.core.segmentation import bound_to_core, fragmented_parts, thin_reach
+from napari_iconmat.core.engines.classical.segmentation import bound_to_core, fragmented_parts, thin_reach
 
 
 def _disk(shape, centre, radius):
@@ -81,8 +81,8 @@ def test_placed_soft_parts_are_left_to_the_solve_which_starts_from_them():
     placed alpha there; the solid body is neither."""
     from types import SimpleNamespace
 
-    from napari_iconmat.core.engines.classical import ClassicalEngine
-    from napari_iconmat.core.keypoints import ReferenceTransform
+    from napari_iconmat.core.engines.classical.engine import ClassicalEngine
+    from napari_iconmat.core.engines.classical.keypoints import ReferenceTransform
 
     alpha = np.zeros((100, 140), np.float32)
     body = _disk(alpha.shape, (50, 50), 20)

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from napari_iconmat.core.temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
+from napari_iconmat.core.engines.classical.temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
 
 
 def _texture(h=64, w=96, seed=0):
@@ -81,7 +81,7 @@ def test_carry_thin_parts_leaves_a_still_solid_object_and_the_switched_off_case_
 
 
 def test_growth_onto_re_detected_parts_is_not_capped_as_a_leak():
-    from napari_iconmat.core.engines.classical import _growth_limit
+    from napari_iconmat.core.engines.classical.engine import _growth_limit
 
     carried = np.zeros((40, 60), np.float32)
     carried[10:30, 10:30] = 1.0  # 400 px carried

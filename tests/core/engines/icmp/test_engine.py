@@ -17,7 +17,7 @@ from napari_iconmat.core import InputError, WeightsNotFoundError, load_query, ma
 from napari_iconmat.core.engines.icmp.correspondence import FeatureMap
 from napari_iconmat.core.engines.icmp.engine import IcmpEngine
 from napari_iconmat.core.engines.icmp.trimap import pseudo_trimap
-from napari_iconmat.core.synth import synth_video, write_synth
+from napari_iconmat.core.evaluation.synth import synth_video, write_synth
 
 N_FRAMES = 4
 

@@ -12,7 +12,7 @@ import pytest
 from napari_iconmat.cli import main
 from napari_iconmat.core import InputError, load_query, make_engine, make_prompt, propagate
 from napari_iconmat.core.engines.iconmat.decoder import ThinMaskWarning
-from napari_iconmat.core.synth import synth_video, write_synth
+from napari_iconmat.core.evaluation.synth import synth_video, write_synth
 
 TINY = dict(random_init="tiny")
 

@@ -61,7 +61,7 @@ def test_a_trained_decoder_loads_strictly_and_changes_the_engine_output(data_roo
 
 
 def test_bench_runs_the_engine_on_a_dataset_in_the_released_layout(data_root):
-    from napari_iconmat.core.bench import detect_layout, run_bench
+    from napari_iconmat.core.evaluation.bench import detect_layout, run_bench
 
     folder = data_root / "toy"  # toy.json lies beside the folder, as datasets/ICM57.json does
     assert detect_layout(folder) == "icm57"
