@@ -9,17 +9,19 @@ Two kinds of weights exist:
 - *our own files* (the IconMatting decoder checkpoint, trained checkpoints),
   looked for under the model folder :func:`iconmat_home`.
 
-Nothing here imports torch.
+Importing this module imports neither torch nor transformers: the loaders
+below import them when called.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from .errors import WeightsNotFoundError
+from .errors import CheckpointError, InputError, WeightsNotFoundError
 
-__all__ = ["iconmat_home", "resolve_pretrained", "find_model_file"]
+__all__ = ["iconmat_home", "resolve_pretrained", "find_model_file", "load_pretrained", "processor_config", "torch_device"]
 
 #: environment variable naming the folder with our own weight files
 HOME_ENV = "ICONMAT_HOME"
@@ -86,6 +88,55 @@ def find_model_file(name: str, *, what: str, explicit: str | os.PathLike | None 
             f"{what}: not found; put it at {path} (or set {HOME_ENV}, or pass its path)"
         )
     return path
+
+
+def torch_device(device: str | None):
+    """``device``, or CUDA when available, else the CPU (as a torch.device)."""
+    import torch
+
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but CUDA is not available here")
+    return chosen
+
+
+def load_pretrained(cls, folder: Path, what: str, **kwargs):
+    """``cls.from_pretrained(folder)`` in eval mode, with a one-line :class:`CheckpointError` when it fails.
+
+    transformers' weight-loading progress bar and advisory logs are off meanwhile
+    (the CLI draws its own bar), and restored afterwards.
+    """
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        return cls.from_pretrained(str(folder), **kwargs).eval()
+    except Exception as exc:  # whatever breaks inside from_pretrained is a broken folder the user gave
+        first = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{what}: cannot load a {cls.__name__} from {folder} ({type(exc).__name__}: {first})") from exc
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def processor_config(folder: Path) -> dict:
+    """The folder's ``preprocessor_config.json`` as a dict ({} when absent or unreadable)."""
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _looks_like_hub_id(text: str) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["solve_alpha", "estimate_foreground", "trimap_from_alpha"]
+__all__ = ["solve_alpha", "estimate_foreground"]
 
 _LAPLACIAN_EPSILON = 1e-7
 
@@ -146,19 +146,3 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         np.ascontiguousarray(image, np.float64), np.ascontiguousarray(alpha, np.float64)
     )
     return np.clip(fg, 0.0, 1.0).astype(np.float32)
-
-
-def trimap_from_alpha(alpha: np.ndarray, *, low: float = 0.02, high: float = 0.98, width: int = 1) -> np.ndarray:
-    """The ground-truth-style trimap of an alpha: unknown where low < alpha < high, grown by ``width`` px.
-
-    Returns (H, W) float32 with 0 = background, 0.5 = unknown, 1 = foreground.
-    """
-    import cv2
-
-    alpha = np.asarray(alpha, np.float32)
-    unknown = ((alpha > low) & (alpha < high)).astype(np.uint8)
-    if width > 0:
-        unknown = cv2.dilate(unknown, np.ones((2 * width + 1, 2 * width + 1), np.uint8))
-    trimap = np.where(alpha >= 0.5, 1.0, 0.0).astype(np.float32)
-    trimap[unknown > 0] = 0.5
-    return trimap

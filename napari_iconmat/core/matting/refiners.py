@@ -18,16 +18,14 @@ between = unknown. Known pixels keep their trimap value in every refiner.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from importlib.util import find_spec
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from ..errors import CheckpointError, InputError, WeightsNotFoundError
-from ..weights import resolve_pretrained
+from ..errors import InputError, WeightsNotFoundError
+from ..weights import load_pretrained, processor_config, resolve_pretrained, torch_device
 from .closed_form import solve_alpha
 
 __all__ = [
@@ -157,55 +155,6 @@ def vitmatte_inputs(
     quantised = np.where(trimap <= 0.0, 0.0, np.where(trimap >= 1.0, 1.0, np.float32(128.0 / 255.0)))
     stacked = np.concatenate([channels, quantised[None].astype(np.float32)], axis=0)
     return pad_to_multiple(stacked, divisor)
-
-
-def torch_device(device: str | None):
-    """``device``, or CUDA when available, else the CPU (as a torch.device)."""
-    import torch
-
-    if not device:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but CUDA is not available here")
-    return chosen
-
-
-def load_pretrained(cls, folder: Path, what: str, **kwargs):
-    """``cls.from_pretrained(folder)`` in eval mode, with a one-line :class:`CheckpointError` when it fails.
-
-    transformers' weight-loading progress bar and advisory logs are off meanwhile
-    (the CLI draws its own bar), and restored afterwards.
-    """
-    from transformers.utils import logging
-
-    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    try:
-        return cls.from_pretrained(str(folder), **kwargs).eval()
-    except Exception as exc:  # whatever breaks inside from_pretrained is a broken folder the user gave
-        first = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{what}: cannot load a {cls.__name__} from {folder} ({type(exc).__name__}: {first})") from exc
-    finally:
-        logging.set_verbosity(verbosity)
-        if bars:
-            logging.enable_progress_bar()
-
-
-def processor_config(folder: Path) -> dict:
-    """The folder's ``preprocessor_config.json`` as a dict ({} when absent or unreadable)."""
-    path = folder / "preprocessor_config.json"
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 class VitMatteRefiner(Refiner):

@@ -1,11 +1,11 @@
-"""Trimaps from coarse masks: an unknown band whose width follows object size and uncertainty."""
+"""Trimaps: from coarse masks (an unknown band whose width follows object size and uncertainty) and from alphas."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-__all__ = ["band_width", "trimap_from_mask"]
+__all__ = ["band_width", "trimap_from_mask", "trimap_from_alpha"]
 
 
 def band_width(mask: np.ndarray, *, fraction: float = 0.012, minimum: int = 2, maximum: int = 24) -> int:
@@ -52,4 +52,18 @@ def trimap_from_mask(
         unknown |= (dist <= wide) & (uncertainty > 0.5)
     trimap = mask.astype(np.float32)
     trimap[unknown] = 0.5
+    return trimap
+
+
+def trimap_from_alpha(alpha: np.ndarray, *, low: float = 0.02, high: float = 0.98, width: int = 1) -> np.ndarray:
+    """The ground-truth-style trimap of an alpha: unknown where low < alpha < high, grown by ``width`` px.
+
+    Returns (H, W) float32 with 0 = background, 0.5 = unknown, 1 = foreground.
+    """
+    alpha = np.asarray(alpha, np.float32)
+    unknown = ((alpha > low) & (alpha < high)).astype(np.uint8)
+    if width > 0:
+        unknown = cv2.dilate(unknown, np.ones((2 * width + 1, 2 * width + 1), np.uint8))
+    trimap = np.where(alpha >= 0.5, 1.0, 0.0).astype(np.float32)
+    trimap[unknown > 0] = 0.5
     return trimap

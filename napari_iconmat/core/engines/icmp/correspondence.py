@@ -43,10 +43,9 @@ import cv2
 import numpy as np
 
 from ...errors import CheckpointError
-from ...matting.refiners import load_pretrained, processor_config, torch_device
 from ...matting.trimap import band_width
 from ...prompt import Prompt
-from ...weights import resolve_pretrained
+from ...weights import load_pretrained, processor_config, resolve_pretrained, torch_device
 
 __all__ = [
     "DEFAULT_DINOV2",

@@ -16,8 +16,7 @@ import cv2
 import numpy as np
 
 from ...errors import CheckpointError
-from ...matting.refiners import load_pretrained, processor_config, torch_device
-from ...weights import resolve_pretrained
+from ...weights import load_pretrained, processor_config, resolve_pretrained, torch_device
 
 __all__ = ["DEFAULT_SAM", "SamMasker", "sam_resize_shape", "sam_inputs", "sam_points", "upscale_mask_logits"]
 

@@ -77,8 +77,7 @@ def derive_trimap(alpha: np.ndarray) -> np.ndarray:
     1.2 % of the square root of the object area, 2 to 24 px), so a binary mask
     also gets an unknown edge. Returns (H, W) float32 in {0, 0.5, 1}.
     """
-    from ...matting.closed_form import trimap_from_alpha
-    from ...matting.trimap import band_width, trimap_from_mask
+    from ...matting.trimap import band_width, trimap_from_alpha, trimap_from_mask
 
     mask = alpha > 0.5
     width = band_width(mask)

@@ -204,7 +204,8 @@ def _baseline_job(layout: str, cases: list[_Case], progress) -> dict:
     """Score copy-reference and, with soft ground truth, the ground-truth-trimap solver."""
     from ...frames import to_rgb_float
     from ...io.readers import open_frames
-    from ...matting.closed_form import solve_alpha, trimap_from_alpha
+    from ...matting.closed_form import solve_alpha
+    from ...matting.trimap import trimap_from_alpha
 
     rows: dict[tuple, _Scores] = {}
     for case in cases:
