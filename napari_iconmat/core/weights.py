@@ -1,4 +1,4 @@
-"""Where engines look for learned weights.
+"""Where engines look for learned weights, and how pretrained models are loaded from there.
 
 Two kinds of weights exist:
 
