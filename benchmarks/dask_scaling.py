@@ -1,4 +1,4 @@
-"""Speed-up and overhead of the Dask path (``iconmat matte --workers N``), for the README.
+"""Speed-up and overhead of the Dask path (``iconmat matte --workers N``), for docs/many-inputs.md.
 
 One synthetic collection (``--frames`` images, default 200, at ``--size``,
 default 320x240; what ``iconmat synth collection`` writes) is matted with the

@@ -1,4 +1,4 @@
-"""Speed and memory of ``matte_sequence`` with the classical engine, for the README.
+"""Speed and memory of ``matte_sequence`` with the classical engine, for docs/benchmarks.md.
 
 Two measurements, each on synthetic video encoded to H.264 first (PyAV, libx264),
 so decoding, matting and writing PNG alphas are all part of what is timed:
@@ -20,7 +20,7 @@ so decoding, matting and writing PNG alphas are all part of what is timed:
    10% of each other; the RSS at the end of each run is reported too, since a
    one-frame spike in the peak could hide a slow growth.
 
-Prints a markdown table (with the machine and date) ready to paste into the README.
+Prints a markdown table (with the machine and date) ready to paste into docs/benchmarks.md.
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""A tiny ``iconmat train`` run, end to end on a CPU, for the README's Training section.
+"""A tiny ``iconmat train`` run, end to end on a CPU, for the Training section of docs/engines.md.
 
 1. Writes a toy training set in the ICM-57 JSON layout from two synthetic
    collections (``iconmat synth collection``: one furry creature in several poses
@@ -11,7 +11,7 @@
 3. Trains the same run again in two halves (the second with ``--resume``) and
    checks that the final decoder is bit-identical to the uninterrupted one.
 
-Prints a markdown table (machine and date included) ready for the README.
+Prints a markdown table (machine and date included) ready for docs/engines.md.
 
 Usage::
 
