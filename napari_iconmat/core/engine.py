@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .options import Option
 from .prompt import Prompt
 from .reference import ReferenceQuery
 
@@ -74,6 +75,9 @@ class Engine(ABC):
     name: ClassVar[str] = ""
     #: bumped whenever a change makes old reference queries invalid
     version: ClassVar[str] = "0"
+    #: the constructor's options, checked by type and range before any work
+    #: (:func:`napari_iconmat.core.options.check_options`); options without a spec are not checked
+    option_specs: ClassVar[dict[str, Option]] = {}
 
     @classmethod
     @abstractmethod

@@ -10,6 +10,7 @@ import importlib
 
 from .engine import Engine, EngineStatus
 from .errors import InputError
+from .options import check_options
 
 __all__ = ["DEFAULT_ENGINE", "engine_names", "parse_engine_options", "get_engine_class", "make_engine", "check_engine_params", "engine_statuses"]
 
@@ -51,6 +52,7 @@ def make_engine(name: str = DEFAULT_ENGINE, **params) -> Engine:
         The engine needs weights that are not on this machine.
     """
     cls = check_engine_params(name, params)
+    params = check_options(name, cls.option_specs, params)
     try:
         return cls(**params)
     except TypeError as exc:
@@ -58,12 +60,14 @@ def make_engine(name: str = DEFAULT_ENGINE, **params) -> Engine:
 
 
 def check_engine_params(name: str, params) -> type:
-    """The engine class registered as ``name``; InputError naming an option it does not have."""
+    """The engine class registered as ``name``; InputError naming an option it does not have
+    or a value its :attr:`~napari_iconmat.core.engine.Engine.option_specs` do not accept."""
     cls = get_engine_class(name)
     accepted = _parameter_names(cls)
     unknown = sorted(set(params) - accepted) if accepted is not None else []
     if unknown:
         raise InputError(f"engine {name!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(accepted))}")
+    check_options(name, cls.option_specs, params)
     return cls
 
 
