@@ -60,12 +60,16 @@ class FrameMatte:
     explain : dict of str to (H, W) ndarray of float32, optional
         Maps that explain the matte, by name (e.g. IconMatting's
         ``'inter_similarity'``), from engines that make them when asked.
+    confidence : float in [0, 1], optional
+        How sure the engine is that the object is where the matte says
+        (0 = lost or absent, 1 = sure); None from engines that do not say.
     """
 
     alpha: np.ndarray
     coarse: np.ndarray | None = None
     foreground: np.ndarray | None = None
     explain: dict[str, np.ndarray] | None = None
+    confidence: float | None = None
 
 
 class Engine(ABC):

@@ -47,6 +47,7 @@ from ...frames import intensity_range, to_rgb_float
 from ...matting.closed_form import estimate_foreground, solve_alpha
 from ...matting.refiners import DEFAULT_VITMATTE, make_refiner
 from ...matting.trimap import band_width, trimap_from_mask
+from ...options import Option
 from ...prompt import Prompt
 from ...reference import ReferenceQuery, reference_signature
 from .appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins
@@ -259,6 +260,9 @@ class ClassicalEngine(Engine):
 
     name = "classical"
     version = "4"  # 2: mirrored reference keypoints; 3: the reference's shape and matted alpha; 4: its strand share
+    option_specs = {
+        "working_size": Option("int", low=64, high=8192, help="longest side (px) at which flow and graph cut run"),
+    }
 
     def __init__(
         self,
