@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.readers import apply_orientation, exif_orientation
-from .metrics import METRIC_SCALES, _as_alpha, dtssd, image_metrics, messddt, trimap_region
+from .metrics import METRIC_SCALES, _as_alpha, dtssd, image_metrics, j_and_f, messddt, trimap_region
 
 __all__ = ["EvalReport", "evaluate_folders", "read_alpha_file"]
 
@@ -33,7 +33,12 @@ _COLUMN_ORDER = (
     *(f"{key}_unknown" for key in _IMAGE_KEYS),
     "dtSSD",
     "MESSDdt",
+    "J",
+    "F",
+    "J&F",
 )
+# binary ground truth (a mask, as in DAVIS) is also scored as video object segmentation is
+_MASK_SCALES = {"J": "IoU", "F": "boundary", "J&F": "mean"}
 # Largest channel spread (fraction of full scale) for which a 3-channel file
 # still counts as a grey alpha saved as RGB (JPEG noise included).
 _GREY_TOLERANCE = 0.02
@@ -191,7 +196,9 @@ class EvalReport:
         ``"SAD"``, ``"MSE"``, ``"Grad"``, ``"Conn"`` over the whole image;
         ``"SAD_unknown"`` ... ``"Conn_unknown"`` over the trimap's unknown
         region when trimaps were given; ``"dtSSD"`` (with the previous frame)
-        and ``"MESSDdt"`` (with the next frame) where that frame exists.
+        and ``"MESSDdt"`` (with the next frame) where that frame exists;
+        ``"J"`` (IoU), ``"F"`` (DAVIS boundary F-measure) and ``"J&F"`` where
+        the ground truth is binary (a mask).
     summary : dict of str to float
         Mean of each metric over the frames that have it.
     scales : dict of str to str
@@ -272,6 +279,11 @@ class EvalReport:
         return "\n".join(lines)
 
 
+def _is_mask(gt: np.ndarray) -> bool:
+    """Whether a ground-truth alpha is binary (only 0 and 1): then J, F and J&F are scored too."""
+    return bool(np.all((gt == 0) | (gt == 1)))
+
+
 def evaluate_folders(
     pred_dir,
     gt_dir,
@@ -341,6 +353,8 @@ def evaluate_folders(
                 f"gt {gt_files[name].name} is {_size(gt)} (rows x columns)"
             )
         row: dict = {"name": name, **image_metrics(pred, gt)}
+        if _is_mask(gt):
+            row.update(j_and_f(pred, gt))
         if trimap_files is not None:
             trimap = _read_trimap(trimap_files[name])
             if trimap.shape != gt.shape:
@@ -368,7 +382,7 @@ def evaluate_folders(
     return EvalReport(
         rows=rows,
         summary=summary,
-        scales=dict(METRIC_SCALES),
+        scales={**METRIC_SCALES, **_MASK_SCALES},
         pred_dir=str(pred_dir),
         gt_dir=str(gt_dir),
         trimap_dir=None if trimap_dir is None else str(trimap_dir),

@@ -45,6 +45,8 @@ __all__ = [
     "dtssd",
     "messddt",
     "iou",
+    "boundary_f",
+    "j_and_f",
 ]
 
 METRIC_SCALES: dict[str, str] = {
@@ -582,3 +584,68 @@ def iou(pred_alpha, gt_mask, threshold: float = 0.5) -> float:
     if union == 0:
         return 1.0
     return int(np.count_nonzero(p & m)) / union
+
+
+def _boundary_map(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` whose right, lower or lower-right neighbour differs (DAVIS's ``seg2bmap`` at full size)."""
+    m = np.asarray(mask, bool)
+    edge = np.zeros_like(m)
+    edge[:, :-1] |= m[:, :-1] != m[:, 1:]
+    edge[:-1, :] |= m[:-1, :] != m[1:, :]
+    edge[:-1, :-1] |= m[:-1, :-1] != m[1:, 1:]
+    return edge
+
+
+def boundary_f(pred_alpha, gt_mask, threshold: float = 0.5, *, bound_th: float = 0.008) -> float:
+    """DAVIS boundary F-measure of the thresholded prediction against a mask.
+
+    Boundary pixels of each mask are matched within a disk of radius
+    ``ceil(bound_th * image diagonal)`` pixels (DAVIS's default tolerance);
+    F is the harmonic mean of the boundary precision and recall.
+
+    Parameters
+    ----------
+    pred_alpha, gt_mask : (H, W) ndarray
+        As for :func:`iou`.
+    threshold : float, optional
+        The prediction is foreground where ``pred > threshold``. Default 0.5.
+    bound_th : float, optional
+        Match tolerance as a fraction of the image diagonal. Default 0.008.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 1.0 when neither mask has a boundary, 0.0 when only one has.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gt = np.zeros((40, 40), bool); gt[10:30, 10:30] = True
+    >>> boundary_f(gt.astype(np.float32), gt)
+    1.0
+    """
+    a, g, _ = _check_pair(pred_alpha, gt_mask)
+    pred_edge = _boundary_map(a > threshold)
+    gt_edge = _boundary_map(g > 0.5)
+    n_pred, n_gt = int(np.count_nonzero(pred_edge)), int(np.count_nonzero(gt_edge))
+    if n_pred == 0 and n_gt == 0:
+        return 1.0
+    if n_pred == 0 or n_gt == 0:
+        return 0.0
+    radius = max(1, math.ceil(bound_th * math.hypot(*a.shape)))
+    offsets = np.arange(-radius, radius + 1)
+    disk = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).astype(np.uint8)  # skimage's disk(radius)
+    gt_near = cv2.dilate(gt_edge.astype(np.uint8), disk).astype(bool)
+    pred_near = cv2.dilate(pred_edge.astype(np.uint8), disk).astype(bool)
+    precision = np.count_nonzero(pred_edge & gt_near) / n_pred
+    recall = np.count_nonzero(gt_edge & pred_near) / n_gt
+    if precision + recall == 0:
+        return 0.0
+    return float(2 * precision * recall / (precision + recall))
+
+
+def j_and_f(pred_alpha, gt_mask, threshold: float = 0.5) -> dict[str, float]:
+    """DAVIS's region and boundary scores: ``{'J': iou, 'F': boundary_f, 'J&F': their mean}``."""
+    j = iou(pred_alpha, gt_mask, threshold)
+    f = boundary_f(pred_alpha, gt_mask, threshold)
+    return {"J": j, "F": f, "J&F": (j + f) / 2}

@@ -230,3 +230,20 @@ def test_icm_layout_warns_about_what_it_leaves_out_and_refuses_deep_json(folders
 def test_an_option_an_engine_lacks_fails_before_any_run(folders):
     with pytest.raises(InputError, match="engine 'classical' has no option 'ensemble_size'"):
         run_bench([folders["video"]], engines=["classical"], engine_params={"classical": {"ensemble_size": 1}}, isolate=False)
+
+
+def test_davis_rows_report_j_f_and_jf_worst_first_beside_copy_reference(report):
+    for seq in ("seq-a", "seq-b"):
+        for row in _rows(report, "davis", seq).values():
+            assert 0.0 <= row["F"] <= 1.0
+            assert row["J&F"] == pytest.approx((row["IoU"] + row["F"]) / 2)
+    entries = report.davis_sequences("classical")
+    assert [e["sequence"] for e in entries] and {e["sequence"] for e in entries} == {"seq-a", "seq-b"}
+    assert [e["J&F"] for e in entries] == sorted(e["J&F"] for e in entries)
+    assert all(e["copy_J"] is not None and e["copy_J&F"] is not None for e in entries)
+    means = {m["method"]: m for m in report.davis_means()}
+    assert means["classical"]["J&F"] == pytest.approx(np.mean([e["J&F"] for e in entries]))
+    table = report.format_table()
+    assert "classical per sequence, worst J&F first" in table and "J&F" in table
+    data = json.loads(json.dumps(report.to_json(), allow_nan=False))
+    assert [e["sequence"] for e in data["davis_sequences"]["classical"]] == [e["sequence"] for e in entries]

@@ -97,6 +97,8 @@ def test_dim_32x32_case_through_files(tmp_path):
                 "SAD_unknown": 0.256, "MSE_unknown": 1.0, "Grad_unknown": 0.0, "Conn_unknown": 0.256}
     assert {k: row[k] for k in expected} == pytest.approx(expected, abs=1e-12)
     assert "dtSSD" not in row and "MESSDdt" not in row  # one frame, no sequence
+    # the gt is binary, so J, F, J&F too: no overlap (J 0); neither mask has a boundary (F 1, as DAVIS scores it)
+    expected.update({"J": 0.0, "F": 1.0, "J&F": 0.5})
     assert report.summary == pytest.approx(expected, abs=1e-12)
 
 
@@ -207,6 +209,28 @@ def test_non_integer_names_get_no_temporal_metrics(tmp_path):
         _write(pred / f"{name}.png", np.zeros((4, 4), np.uint8))
         _write(gt / f"{name}.png", np.full((4, 4), 255, np.uint8))
     report = evaluate_folders(pred, gt)
-    assert report.columns == ["SAD", "MSE", "Grad", "Conn"]
+    assert report.columns == ["SAD", "MSE", "Grad", "Conn", "J", "F", "J&F"]  # binary gt: J, F too; no dtSSD
     assert report.summary["SAD"] == pytest.approx(0.016)  # 16 px off by 1, / 1000
     assert not math.isnan(report.summary["Conn"])
+
+
+def test_binary_ground_truth_is_also_scored_j_f_and_jf(tmp_path):
+    import cv2
+
+    from napari_iconmat.core.evaluation.evaluate import evaluate_folders
+    from napari_iconmat.core.evaluation.metrics import j_and_f
+
+    (tmp_path / "pred").mkdir(), (tmp_path / "gt").mkdir(), (tmp_path / "soft").mkdir()
+    gt = np.zeros((50, 60), np.uint8)
+    gt[10:40, 15:45] = 255
+    pred = np.roll(gt, 4, axis=1)
+    cv2.imwrite(str(tmp_path / "pred" / "00000.png"), pred)
+    cv2.imwrite(str(tmp_path / "gt" / "00000.png"), gt)
+    cv2.imwrite(str(tmp_path / "soft" / "00000.png"), (gt // 2))
+    report = evaluate_folders(tmp_path / "pred", tmp_path / "gt")
+    expected = j_and_f(pred / 255.0, gt > 0)
+    for key in ("J", "F", "J&F"):
+        assert report.rows[0][key] == pytest.approx(expected[key]) and key in report.columns
+    assert "J&F[mean]" in report.format_table()
+    soft = evaluate_folders(tmp_path / "pred", tmp_path / "soft")  # soft ground truth: matting metrics only
+    assert "J" not in soft.rows[0] and "J&F" not in soft.columns

@@ -303,3 +303,38 @@ def test_full_hd_timing_sanity():
     elapsed = time.perf_counter() - start
     print(f"\nimage_metrics 1920x1080: {elapsed:.3f} s {result}")
     assert set(result) == {"SAD", "MSE", "Grad", "Conn"}
+
+
+def _brute_boundary_f(pred: np.ndarray, gt: np.ndarray, radius: int) -> float:
+    """DAVIS's F by its definition: boundary pixels within `radius` (Euclidean) of the other boundary."""
+    from napari_iconmat.core.evaluation.metrics import _boundary_map
+
+    pe, ge = np.argwhere(_boundary_map(pred)), np.argwhere(_boundary_map(gt))
+    d = np.sqrt(((pe[:, None, :] - ge[None, :, :]) ** 2).sum(-1))
+    precision = float(np.mean(d.min(1) <= radius))
+    recall = float(np.mean(d.min(0) <= radius))
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def test_boundary_f_matches_its_definition_on_random_blobs():
+    import cv2
+
+    from napari_iconmat.core.evaluation.metrics import boundary_f, j_and_f
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        gt = cv2.GaussianBlur(rng.random((60, 80)), (0, 0), 4) > 0.5
+        pred = cv2.GaussianBlur(rng.random((60, 80)), (0, 0), 4) > 0.5
+        pred |= gt & (rng.random(gt.shape) > 0.3)  # partly overlapping
+        radius = int(np.ceil(0.008 * np.hypot(60, 80)))
+        assert boundary_f(pred.astype(np.float32), gt) == pytest.approx(_brute_boundary_f(pred, gt, radius))
+    gt = np.zeros((100, 100), bool)
+    gt[20:60, 20:60] = True
+    shifted = np.roll(gt, 2, axis=0).astype(np.float32)  # within the 2-px tolerance of a 100 x 100 image
+    assert boundary_f(shifted, gt) == 1.0
+    far = np.roll(gt, 30, axis=1).astype(np.float32)
+    assert 0.0 < boundary_f(far, gt) < 0.6  # only the top and bottom edges partly match
+    assert boundary_f(np.zeros((100, 100), np.float32), gt) == 0.0
+    assert boundary_f(np.zeros((100, 100), np.float32), np.zeros((100, 100), bool)) == 1.0
+    scores = j_and_f(shifted, gt)
+    assert scores["J&F"] == pytest.approx((scores["J"] + scores["F"]) / 2) and scores["J"] < 1.0

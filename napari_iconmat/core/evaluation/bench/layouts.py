@@ -23,7 +23,7 @@ UPPER_BOUND = "gt-trimap-solver"
 DRIFT_FACTOR = 3.0  # a frame whose error exceeds this many times the row's median is flagged
 
 _IMAGE_KEYS = ("SAD", "MSE", "Grad", "Conn")
-_COLUMNS = (*_IMAGE_KEYS, *(f"{k}_unknown" for k in _IMAGE_KEYS), "dtSSD", "IoU")
+_COLUMNS = (*_IMAGE_KEYS, *(f"{k}_unknown" for k in _IMAGE_KEYS), "dtSSD", "IoU", "F", "J&F")
 _FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 _THUMB_SIDE = 480  # longest side of the frames kept for the contact sheet
 _ICM_SEED = 42  # IconMatting's seed_everything(42): picks each target's reference

@@ -63,7 +63,7 @@ class BenchReport:
     samples: list[dict] = field(default_factory=list, repr=False)
 
     def davis_means(self) -> list[dict]:
-        """Per DAVIS folder and method: mean of the per-sequence IoUs, and the worst sequence."""
+        """Per DAVIS folder and method: means of the per-sequence J (IoU), F and J&F, and the worst sequence by IoU."""
         out = []
         for info in self.folders:
             if info["layout"] != "davis":
@@ -71,13 +71,37 @@ class BenchReport:
             by_method = defaultdict(dict)
             for row in self.rows:
                 if row["folder"] == info["folder"] and row["IoU"] is not None:
-                    by_method[row["method"]][row["sequence"]] = row["IoU"]
-            for method, ious in by_method.items():
+                    by_method[row["method"]][row["sequence"]] = row
+            for method, rows in by_method.items():
+                ious = {sequence: row["IoU"] for sequence, row in rows.items()}
                 worst = min(ious, key=ious.get)
+                mean = {"IoU": float(np.mean(list(ious.values())))}
+                for key in ("F", "J&F"):
+                    values = [row[key] for row in rows.values() if row.get(key) is not None]
+                    mean[key] = float(np.mean(values)) if len(values) == len(rows) else None
                 out.append(
-                    {"folder": info["folder"], "method": method, "IoU": float(np.mean(list(ious.values()))),
+                    {"folder": info["folder"], "method": method, **mean,
                      "worst_sequence": worst, "worst_IoU": ious[worst], "sequences": len(ious)}  # fmt: skip
                 )
+        return out
+
+    def davis_sequences(self, engine: str) -> list[dict]:
+        """Per DAVIS folder, one entry per sequence, worst J&F (or IoU) first: the engine's J, F, J&F beside copy-reference's."""
+        out = []
+        for info in self.folders:
+            if info["layout"] != "davis":
+                continue
+            rows = {(r["sequence"], r["method"]): r for r in self.rows if r["folder"] == info["folder"]}
+            entries = []
+            for (sequence, method), row in rows.items():
+                if method != engine or row["IoU"] is None:
+                    continue
+                copy = rows.get((sequence, COPY_REFERENCE), {})
+                entries.append(
+                    {"folder": info["folder"], "sequence": sequence, "J": row["IoU"], "F": row.get("F"),
+                     "J&F": row.get("J&F"), "copy_J": copy.get("IoU"), "copy_J&F": copy.get("J&F")}  # fmt: skip
+                )
+            out += sorted(entries, key=lambda e: (e["J&F"] if e["J&F"] is not None else e["J"], e["sequence"]))
         return out
 
     def to_json(self) -> dict:
@@ -91,11 +115,13 @@ class BenchReport:
         """
         return _json_value(
             {
-                "scales": {**METRIC_SCALES, "IoU": "alpha > 0.5 vs gt > 0.5", "peak_rss_mib": "MiB, process high-water mark"},
+                "scales": {**METRIC_SCALES, "IoU": "alpha > 0.5 vs gt > 0.5 (DAVIS J)",
+                           "F": "DAVIS boundary F-measure of alpha > 0.5", "J&F": "mean of J and F", "peak_rss_mib": "MiB, process high-water mark"},
                 "engines": list(self.engines),
                 "folders": self.folders,
                 "rows": self.rows,
                 "davis_means": self.davis_means(),
+                "davis_sequences": {engine: self.davis_sequences(engine) for engine in self.engines},
                 "targets": check_targets(self),
                 "wall_seconds": self.wall_seconds,
             }
@@ -145,10 +171,20 @@ class BenchReport:
                         continue
                     m = ious[method]
                     beside = f"   copy-reference {copy['IoU']:.4f}" if copy else ""
+                    jf = f"  J&F {m['J&F']:.4f}" if m.get("J&F") is not None else ""
                     lines.append(
-                        f"{info['folder']}  mean over {m['sequences']} sequences  {method:<{mw}}  IoU {m['IoU']:.4f}"
+                        f"{info['folder']}  mean over {m['sequences']} sequences  {method:<{mw}}  IoU {m['IoU']:.4f}{jf}"
                         f"{beside}   worst {m['worst_sequence']} {m['worst_IoU']:.4f}"
                     )
+        for engine in self.engines:
+            entries = self.davis_sequences(engine)
+            if not entries:
+                continue
+            lines += ["", f"{engine} per sequence, worst J&F first:  folder  sequence  J  F  J&F  (copy-reference J  J&F)"]
+            for e in entries:
+                cells = "  ".join(_fmt(e[k], 7) for k in ("J", "F", "J&F"))
+                copy = "  ".join(_fmt(e[k], 7) for k in ("copy_J", "copy_J&F"))
+                lines.append(f"  {e['folder']:<{fw}}  {e['sequence']:<{sw}}  {cells}   ({copy})")
         lines += [
             "",
             "scales from metrics.METRIC_SCALES; IoU: alpha > 0.5 vs the ground truth (> 0.5); *_unknown: trimap "

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ...errors import IconmatError, InputError
-from ..metrics import dtssd, image_metrics, iou
+from ..metrics import dtssd, image_metrics, iou, j_and_f
 from .layouts import (
     _COLUMNS,
     _THUMB_SIDE,
@@ -85,8 +85,9 @@ class _Scores:
             if region is not None:
                 values.update({f"{k}_unknown": v for k, v in image_metrics(pred, gt, region).items()})
             values["IoU"] = iou(pred, gt > 0.5)
-        else:
-            values["IoU"] = iou(pred, gt)
+        else:  # binary ground truth (DAVIS): J (IoU), the boundary F-measure and their mean
+            scores = j_and_f(pred, gt)
+            values.update({"IoU": scores["J"], "F": scores["F"], "J&F": scores["J&F"]})
         values["MAE"] = float(np.mean(np.abs(np.asarray(pred, np.float32) - gt)))
         if case.ordered and case.soft:  # dtSSD needs soft ground truth
             previous = self._previous
