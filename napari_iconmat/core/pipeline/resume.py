@@ -66,6 +66,7 @@ class RunState:
         self.identity = identity
         self.writer = writer
         self.done: set[int] = set()
+        self.confidence: dict[int, float] = {}  # per frame written, from engines that say (FrameMatte.confidence)
         self.chains: dict[str, dict] = {}
         self.previous_query: dict | None = None
         self.record: dict | None = None
@@ -81,6 +82,8 @@ class RunState:
             claimed = expand_ranges(progress["done"], limit=identity["input"]["frames"]) & wanted
             state.done = claimed - set(writer.resume(claimed))
             state.chains = {k: v for k, v in progress["chains"].items()}
+            saved = progress.get("confidence") if isinstance(progress.get("confidence"), dict) else {}
+            state.confidence = {int(k): float(v) for k, v in saved.items() if str(k).isdigit() and int(k) in state.done and isinstance(v, (int, float))}
             state.previous_query = progress.get("query") if isinstance(progress.get("query"), dict) else None
             # Checkpoints a killed run wrote but never recorded (or no longer needs) are dropped.
             kept = {chain.get("state") for chain in state.chains.values()}
@@ -115,9 +118,19 @@ class RunState:
         return query, source, path
 
     def save(self, **extra) -> None:
-        progress = {"done": to_ranges(self.done), "chains": self.chains, "query": self.previous_query}
+        progress = {"done": to_ranges(self.done), "chains": self.chains, "query": self.previous_query,
+                    "confidence": self.confidence_json()}  # fmt: skip
         data = dict(self.record, **extra, frames_written=len(self.done), progress=progress)
         atomic_write_bytes(self.path, (json.dumps(data, indent=2, default=str) + "\n").encode("utf-8"))
+
+    def note_confidence(self, index: int, matte) -> None:
+        """Keep the engine's confidence for a frame written (nothing when the engine does not say)."""
+        if getattr(matte, "confidence", None) is not None:
+            self.confidence[index] = float(matte.confidence)
+
+    def confidence_json(self) -> dict:
+        """The per-frame confidences, by frame index as a string, rounded to 3 decimals."""
+        return {str(i): round(self.confidence[i], 3) for i in sorted(self.confidence)}
 
     def checkpoint(self, chain: int, pos: int, arrays: dict | None, finished: bool) -> None:
         """Record that ``pos`` frames of chain ``chain`` are matted, with the state after them."""
@@ -190,6 +203,7 @@ def matte_runs(source, query, engine, runs, writer, state: RunState, reference_i
             writer.write(reference_index, matte.alpha, foreground=foreground)
             if on_matte is not None:
                 on_matte(reference_index, matte)
+            state.note_confidence(reference_index, matte)
             state.done.add(reference_index)
             state.checkpoint(k, 0, None, True)
             report()
@@ -211,6 +225,7 @@ def matte_runs(source, query, engine, runs, writer, state: RunState, reference_i
                 writer.write(index, matte.alpha, foreground=matte.foreground if writer.needs_foreground else None)
                 if on_matte is not None:
                     on_matte(index, matte)
+                state.note_confidence(index, matte)
                 state.done.add(index)
             finished = pos == len(run.indices)
             arrays = None if finished else engine.save_state(track)

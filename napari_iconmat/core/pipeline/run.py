@@ -23,7 +23,7 @@ import numbers
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -61,6 +61,9 @@ ORDERS = ("auto", "sequence", "collection")
 
 # ---------------------------------------------------------------- results
 
+#: a frame whose confidence is below this is reported as unsure (the engines' cues are 0.5 at their doubt point)
+UNSURE = 0.5
+
 
 @dataclass
 class RunSummary:
@@ -92,6 +95,9 @@ class RunSummary:
         The run record ``out_dir/iconmat-run.json``.
     resumed : int
         Frames an interrupted earlier run had done (not counted in ``frames``).
+    confidence : dict of int to float
+        The engine's confidence (0..1) that the object is where the matte says, per frame index
+        written (resumed frames included); empty from engines that do not say.
     """
 
     frames: int
@@ -105,6 +111,29 @@ class RunSummary:
     query_path: Path | None = None
     record: Path | None = None
     resumed: int = 0
+    confidence: dict = field(default_factory=dict)
+
+    @property
+    def not_found(self) -> list[int]:
+        """Frames where the engine found no object (confidence 0, alpha all zero)."""
+        return [i for i, c in sorted(self.confidence.items()) if c <= 0.0]
+
+    @property
+    def unsure(self) -> list[int]:
+        """Frames with an object found but a confidence below 0.5 (worth a look, or a keyframe)."""
+        return [i for i, c in sorted(self.confidence.items()) if 0.0 < c < UNSURE]
+
+    def describe_confidence(self) -> str:
+        """One sentence on the per-frame confidence; empty when the engine does not give one."""
+        if not self.confidence:
+            return ""
+        values = np.array(list(self.confidence.values()))
+        text = f"Confidence: mean {values.mean():.2f}"
+        if self.not_found:
+            text += f"; object not found in {len(self.not_found)} frame{'s' if len(self.not_found) != 1 else ''} ({_indices(self.not_found)}: alpha all zero)"
+        if self.unsure:
+            text += f"; unsure (< {UNSURE:g}) in {len(self.unsure)} ({_indices(self.unsure)})"
+        return text + "."
 
     def describe(self) -> str:
         """One paragraph for the command line: frames, time, speed, outputs."""
@@ -130,7 +159,8 @@ class RunSummary:
             text += f"; resumed an interrupted run that had done {self.resumed} frame{'s' if self.resumed != 1 else ''}"
         if self.record is not None:
             text += f"; run record {self.record}"
-        return text + "."
+        confidence = self.describe_confidence()
+        return text + "." + (f" {confidence}" if confidence else "")
 
 
 @dataclass
@@ -168,6 +198,13 @@ class DemoSummary:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _indices(indices: list[int], shown: int = 8) -> str:
+    """Frame indices in words, as ranges: 'frame 3' or 'frames 3, 5-7' (the first ``shown`` ranges, then a count)."""
+    words = [f"{a}" if a == b else f"{a}-{b}" for a, b in to_ranges(indices)]
+    more = f" and {len(words) - shown} more" if len(words) > shown else ""
+    return ("frame " if len(indices) == 1 else "frames ") + ", ".join(words[:shown]) + more
 
 
 def prepare_output_file(path) -> Path:
@@ -598,6 +635,8 @@ def matte_sequence(
         outputs={key: str(value) for key, value in outputs.items()},
         seconds=round(seconds, 3),
         fps=round(fps, 3),
+        confidence=state.confidence_json(),
+        not_found=to_ranges({i for i, c in state.confidence.items() if c <= 0.0}),
     )
     try:
         write_json(state.path, dict(record, progress={"done": to_ranges(state.done), "chains": {}, "query": None}))
@@ -615,6 +654,7 @@ def matte_sequence(
         query_path=query_path,
         record=state.path,
         resumed=resumed,
+        confidence=dict(state.confidence),
     )
 
 

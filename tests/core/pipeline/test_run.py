@@ -339,3 +339,19 @@ def test_contact_sheet_rejects_mismatched_inputs(tmp_path):
         make_contact_sheet([np.zeros((4, 4))], [], tmp_path / "s.png")
     with pytest.raises(InputError, match="alpha 0"):
         make_contact_sheet([np.zeros((4, 4))], [np.zeros((4, 5))], tmp_path / "s.png")
+
+
+def test_the_run_records_each_frames_confidence_and_lists_where_the_object_is_not(tmp_path):
+    from napari_iconmat.core.evaluation.synth import synth_collection, synth_video
+
+    images = list(synth_collection(3, size=(256, 192), seed=0))  # 0, 1: the same creature
+    scene = list(synth_video(2, size=(256, 192), seed=5))[1]
+    other = cv2.inpaint(scene.image, (scene.alpha > 0.02).astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
+    frames = np.stack([images[0].image, other, images[1].image])
+    summary = matte_sequence(frames, out_dir=tmp_path, mask=images[0].alpha > 0.5, reference_frame=0, order="collection")
+    assert set(summary.confidence) == {0, 1, 2} and summary.not_found == [1]
+    assert summary.confidence[0] == 1.0 and summary.confidence[2] >= 0.5
+    assert "object not found in 1 frame (frame 1: alpha all zero)" in summary.describe()
+    record = _record(tmp_path)
+    assert record["not_found"] == [[1, 1]] and record["confidence"]["1"] == 0.0 and set(record["confidence"]) == {"0", "1", "2"}
+    assert cv2.imread(str(tmp_path / "alpha" / "00001.png"), cv2.IMREAD_UNCHANGED).max() == 0

@@ -51,6 +51,7 @@ from ...options import Option
 from ...prompt import Prompt
 from ...reference import ReferenceQuery, reference_signature
 from .appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins
+from .confidence import colour_confidence, colour_similarity, flow_confidence, keypoint_confidence, size_confidence
 from .filters import wide_gaussian, within
 from .keypoints import fit_reference_transform, match_reference, object_keypoints
 from .memory import release_free_memory
@@ -251,6 +252,12 @@ class ClassicalEngine(Engine):
         Frames placed by a keypoint transform: the soft parts of the placed reference alpha
         (edges, strands, antennae, translucent parts), this many pixels wider, are left to the
         matting solve, which starts from the placed alpha there (0 = off).
+    colour_match : float
+        How closely the colours of what was found must match the reference object's (Bhattacharyya
+        coefficient of their colour histograms, 0..1) for a frame's confidence to reach 0.5. In a
+        collection, an image where no keypoints place the reference and the colours match less than
+        this does not contain the object: its alpha is all zero. 0 = accept any colours (same-category
+        objects in other hues, with ``hue_tolerance``).
     thin_matte : int
         Frames of a sequence: thin parts of the previous alpha (antennae, strands), moved with
         the whole object (a similarity fitted to its flow), are left to the matting solve, this
@@ -261,7 +268,8 @@ class ClassicalEngine(Engine):
     name = "classical"
     version = "4"  # 2: mirrored reference keypoints; 3: the reference's shape and matted alpha; 4: its strand share
     option_specs = {
-        "working_size": Option("int", low=64, high=8192, help="longest side (px) at which flow and graph cut run"),
+        "working_size": Option("int", low=16, high=8192, help="longest side (px) at which flow and graph cut run"),
+        "colour_match": Option("float", low=0.0, high=1.0, help="least colour similarity to the reference for a found object"),
     }
 
     def __init__(
@@ -301,6 +309,7 @@ class ClassicalEngine(Engine):
         refill_holes: float = 0.5,
         placed_soft: int = 1,
         thin_matte: int = 2,
+        colour_match: float = 0.85,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -336,6 +345,9 @@ class ClassicalEngine(Engine):
             placed_soft=int(placed_soft),
             thin_matte=int(thin_matte),
         )
+        if colour_match != 0.85:  # only then in the signature: default queries keep theirs
+            self._params["colour_match"] = float(colour_match)
+        self._colour_match = float(colour_match)
         self._refiner = None if refiner == "closed-form" else make_refiner(refiner, vitmatte=vitmatte)
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
             self._params.update(refiner=refiner, vitmatte=str(vitmatte))
@@ -415,7 +427,7 @@ class ClassicalEngine(Engine):
         # the sequence starts from the user's shape; the matting prior from the matted alpha
         mask = _resize((query.arrays["shape"] > 0.5).astype(np.float32), small.shape[:2])
         track = _Track(gray=_gray_u8(small), lab=_lab(small), mask=mask, alpha=alpha, model=self._model(query))
-        return FrameMatte(alpha=alpha.copy(), coarse=query.arrays["shape"] > 0.5), track
+        return FrameMatte(alpha=alpha.copy(), coarse=query.arrays["shape"] > 0.5, confidence=1.0), track
 
     # ------------------------------------------------------------------ frames
     def matte_frame(self, frame, query, *, state=None, with_foreground=False):
@@ -514,6 +526,11 @@ class ClassicalEngine(Engine):
                     mask_small, log_odds = self._refit(query, small, bins, mask_small, model, other, smoothness, log_odds)
                 if carried is None and p["reach_slack"] > 0:
                     mask_small = self._bound_to_body(query, mask_small, log_odds)
+        confidence_score = self._confidence(query, bins, mask_small, neighbour, state, transform if not neighbour else None, confidence if neighbour else None, carried)
+        if not neighbour and transform is None and self._colour_match > 0 and confidence_score < 0.5:
+            # nothing placed by keypoints and colours unlike the reference's: the object is not in this image
+            mask_small = np.zeros_like(mask_small)
+            confidence_score = 0.0
         coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
         uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
 
@@ -533,7 +550,21 @@ class ClassicalEngine(Engine):
         if self._frames_matted % _TRIM_EVERY == 0:
             release_free_memory()
         track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model)
-        return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground), track
+        return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground, confidence=confidence_score), track
+
+    def _confidence(self, query, bins, mask_small, neighbour, state, transform, flow_check, carried) -> float:
+        """The frame's confidence in [0, 1] (:mod:`~napari_iconmat.core.engines.classical.confidence`): the
+        weakest of the colour cue and, on a sequence, the flow and size cues, or, placed by keypoints, the
+        keypoint cue (which then outweighs colour: the reference's own parts were found)."""
+        if not mask_small.any():
+            return 0.0
+        colour = colour_confidence(colour_similarity(bins, mask_small, self._reference_colours(query)), self._colour_match)
+        if not neighbour:
+            return max(colour, keypoint_confidence(transform.inliers)) if transform is not None else colour
+        cues = [colour, flow_confidence(flow_check, carried)]
+        previous_area = float((state.mask > 0.5).sum())
+        cues.append(size_confidence(float(mask_small.sum()), previous_area))
+        return float(min(cues))
 
     # ------------------------------------------------------------------ resumable runs
     _STATE_FIELDS = {"gray": 2, "lab": 3, "mask": 2, "alpha": 2, "colour_fg": 3, "colour_bg": 3}
@@ -685,6 +716,18 @@ class ClassicalEngine(Engine):
         thin structures cut away (:func:`~napari_iconmat.core.engines.classical.segmentation.bound_to_core`), the
         thin structures reaching as far beyond the body as the reference's do."""
         return bound_to_core(mask, log_odds, self._thin_reach(query), slack=self._params["reach_slack"])
+
+    def _reference_colours(self, query: ReferenceQuery) -> np.ndarray:
+        """Colour histogram of the reference's whole object at working size, computed once per reference:
+        the frames' mattes are compared with it measured the same way (edges included, not just the sure
+        inside the colour model reads)."""
+        if getattr(self, "_reference_colours_of", (None,))[0] != query.signature:
+            rgb = query.arrays["image"]
+            small = _resize(rgb, _working_size(rgb.shape, self._params["working_size"]))
+            mask = self._reference_shape_small(query) > 0.5
+            model = fit_colour_model(lab_bins(small), mask, ~mask) if mask.any() and not mask.all() else None
+            self._reference_colours_of = (query.signature, query.arrays["colour_fg"] if model is None else model.foreground)
+        return self._reference_colours_of[1]
 
     def _thin_reach(self, query: ReferenceQuery) -> float:
         """:func:`~napari_iconmat.core.engines.classical.segmentation.thin_reach` of the reference's shape at working size,

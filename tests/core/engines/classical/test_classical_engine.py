@@ -65,7 +65,12 @@ def test_collection_images_are_matted_independently():
     engine = make_engine("classical")
     query = engine.encode_reference(images[0].image, make_prompt(images[0].alpha > 0.5))
     results = dict(propagate([f.image for f in images], query, engine, reference_index=0, ordered=False))
-    # the same instance over other backgrounds (images 1 and 2) is found
+    # the same instance over another background (image 1) is found ...
+    assert iou(results[1].alpha, images[1].alpha > 0.5) > 0.4
+    # ... and same-category variants in another hue (images 2, 3) only when the colour check is off
+    assert results[2].alpha.max() == 0 and results[3].alpha.max() == 0
+    engine = make_engine("classical", colour_match=0)
+    results = dict(propagate([f.image for f in images], query, engine, reference_index=0, ordered=False))
     for i in (1, 2):
         assert iou(results[i].alpha, images[i].alpha > 0.5) > 0.4
 
