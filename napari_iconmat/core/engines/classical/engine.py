@@ -258,6 +258,11 @@ class ClassicalEngine(Engine):
         collection, an image where no keypoints place the reference and the colours match less than
         this does not contain the object: its alpha is all zero. 0 = accept any colours (same-category
         objects in other hues, with ``hue_tolerance``).
+    search_when_lost : bool
+        Frames of a sequence whose previous frame's matte is empty (the object was lost, or had left
+        the frame): search the whole frame for it as in a collection image (keypoints placing the
+        reference, else the reference's colours, checked with ``colour_match``) and resume the track
+        from a verified find, instead of carrying nothing on.
     thin_matte : int
         Frames of a sequence: thin parts of the previous alpha (antennae, strands), moved with
         the whole object (a similarity fitted to its flow), are left to the matting solve, this
@@ -310,6 +315,7 @@ class ClassicalEngine(Engine):
         placed_soft: int = 1,
         thin_matte: int = 2,
         colour_match: float = 0.85,
+        search_when_lost: bool = True,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -345,6 +351,9 @@ class ClassicalEngine(Engine):
             placed_soft=int(placed_soft),
             thin_matte=int(thin_matte),
         )
+        self._search_when_lost = bool(search_when_lost)
+        if not search_when_lost:  # only then in the signature
+            self._params["search_when_lost"] = False
         if colour_match != 0.85:  # only then in the signature: default queries keep theirs
             self._params["colour_match"] = float(colour_match)
         self._colour_match = float(colour_match)
@@ -443,6 +452,10 @@ class ClassicalEngine(Engine):
         # nor is one in a frame too thin for optical flow (DIS needs 12 px each way)
         neighbour = state is not None and state.gray.shape == gray.shape and state.alpha.shape == full_hw
         neighbour = neighbour and min(gray.shape) >= _MIN_FLOW_SIDE
+        if neighbour and self._search_when_lost and not (state.mask > 0.5).any():
+            # the track is lost (nothing carried from the previous frame): search the whole frame
+            # as for a collection image, and resume from a find that is verified against the reference
+            neighbour = False
         model = state.model if neighbour else self._model(query).with_scene(bins)
 
         carried_full = None
