@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_iconmat.core import make_engine, make_prompt
+from napari_iconmat.core import make_engine, make_prompt, propagate
 from napari_iconmat.core.engines.classical.confidence import (
     colour_confidence,
     colour_similarity,
@@ -99,3 +99,18 @@ def test_colour_match_is_checked():
 
     with pytest.raises(InputError, match="colour_match must be a number from 0 to 1"):
         make_engine("classical", colour_match=2)
+
+
+def test_a_lost_object_that_comes_back_is_found_again(collection):
+    images, _ = collection
+    grey = np.full_like(images[0].image, 128)  # the object is gone for a frame ...
+    frames = [images[0].image, grey, images[1].image]  # ... and back, elsewhere, in another pose
+    found = {}
+    for search in (True, False):
+        engine = make_engine("classical", working_size=256, search_when_lost=search)
+        query = engine.encode_reference(images[0].image, make_prompt(images[0].alpha > 0.5))
+        mattes = dict(propagate(frames, query, engine, reference_index=0))
+        assert mattes[1].alpha.max() < 0.5 and mattes[1].confidence == 0.0
+        found[search] = (iou(mattes[2].alpha, images[1].alpha > 0.5), mattes[2].confidence)
+    assert found[True][0] > 0.8 and found[True][1] >= 0.5
+    assert found[False][0] < 0.1 and found[False][1] == 0.0  # without the search the track stays lost
