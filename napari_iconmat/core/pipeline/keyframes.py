@@ -22,8 +22,11 @@ query signature) and the frames between the two. A frame is up to date when it
 was last matted from the same keyframe with the same query signature. Adding a
 keyframe takes over exactly the frames nearer to it than to its neighbouring
 keyframes: only those are re-matted. Re-painting a keyframe re-mattes its
-segment; removing one hands its segment to the neighbours, whose chains are run
-again from the neighbouring keyframe up to the farthest frame they take back.
+segment; removing one hands its segment to the neighbours, whose chains go on
+from the track state they kept at the end of their segment up to the farthest
+frame they take back. A chain stopped part-way (a Cancel) goes on the same way:
+the engine's track state after the last frame matted on each chain is kept
+(:meth:`Keyframes.keep_track`), so only the frames left are matted.
 
 Examples
 --------
@@ -173,6 +176,8 @@ class Keyframes:
         self._sorted: list[int] = []
         # frame -> (keyframe index, signature key) it was last matted from
         self._done: dict[int, tuple[int, str]] = {}
+        # (keyframe, signature key, step +1/-1) -> (last frame matted on that chain, the engine's track state after it)
+        self._tracks: dict[tuple[int, str, int], tuple[int, object]] = {}
         self.direction = direction
 
     # ------------------------------------------------------------ keyframes
@@ -279,10 +284,38 @@ class Keyframes:
         """Record that ``frame`` was matted from ``keyframe`` with query key ``key``."""
         self._done[int(frame)] = (int(keyframe), key)
 
+    def keep_track(self, keyframe: int, key: str, step: int, frame: int, state) -> None:
+        """Keep the engine's track state after ``frame`` on the chain from ``keyframe`` (``step`` +1 or -1),
+        so that a stopped job resumes there instead of matting the chain again from its keyframe."""
+        self._tracks = {
+            k: v for k, v in self._tracks.items() if k[0] in self._keys and (k[0], k[2]) != (keyframe, step)
+        }  # one state per chain: an older key's state would never be used again
+        self._tracks[(int(keyframe), key, int(step))] = (int(frame), state)
+
+    def track(self, keyframe: int, key: str, step: int) -> tuple[int, object] | None:
+        """``(last frame, state)`` kept by :meth:`keep_track` for that chain, or None."""
+        return self._tracks.get((int(keyframe), key, int(step)))
+
+    def _resume_from(self, keyframe: int, key: str, step: int, dirty: list[int]) -> int:
+        """First frame a chain from ``keyframe`` must matte to reach ``dirty``: right after the kept track
+        state when every frame up to it is still done from this keyframe and key, else the keyframe's neighbour."""
+        first = keyframe + step
+        kept = self.track(keyframe, key, step)
+        if kept is None:
+            return first
+        last = kept[0]
+        nearest = min(dirty) if step > 0 else max(dirty)
+        if (last - nearest) * step >= 0 or (last - keyframe) * step <= 0:
+            return first  # the kept state is past the first frame to matte, or not on this side
+        if all(self._done.get(f) == (keyframe, key) for f in range(first, last + step, step)):
+            return last + step
+        return first
+
     def forget(self, frames: Sequence[int] | None = None) -> None:
         """Drop the record of ``frames`` (all frames when None): they count as not matted."""
         if frames is None:
             self._done.clear()
+            self._tracks.clear()
         for frame in frames or ():
             self._done.pop(int(frame), None)
 
@@ -331,8 +364,10 @@ class Keyframes:
                     keyframe=k,
                     key=keys[k],
                     matte_keyframe=k in dirty[k],
-                    forward=tuple(range(k + 1, max(later) + 1)) if later else (),
-                    backward=tuple(range(k - 1, min(earlier) - 1, -1)) if earlier else (),
+                    forward=tuple(range(self._resume_from(k, keys[k], 1, later), max(later) + 1)) if later else (),
+                    backward=tuple(range(self._resume_from(k, keys[k], -1, earlier), min(earlier) - 1, -1))
+                    if earlier
+                    else (),
                 )
             )
         stale = tuple(sorted(f for f in self._done if self.owner(f) is None))
@@ -468,8 +503,9 @@ def matte_keyframes(
     Notes
     -----
     Stopping the iteration between two frames (a Cancel) leaves every yielded
-    frame recorded as done and the rest as they were, so the next plan picks up
-    where this one stopped.
+    frame recorded as done and the rest as they were, and keeps each chain's
+    track state (:meth:`Keyframes.keep_track`), so the next plan picks up where
+    this one stopped: it mattes only the frames left, continuing the chain.
     """
     if len(frames) != keyframes.n_frames:
         raise InputError(f"the keyframes describe {keyframes.n_frames} frames, but the sequence has {len(frames)}")
@@ -486,11 +522,16 @@ def matte_keyframes(
                 reference.foreground = estimate_foreground(to_rgb_float(key.image), reference.alpha)
             keyframes.mark_done(run.keyframe, run.keyframe, run.key)
             yield run.keyframe, reference
-        for chain in (run.forward, run.backward):
+        for chain, step in ((run.forward, 1), (run.backward, -1)):
             if not chain:
                 continue
-            _, state = engine.reference_matte(query)  # each chain starts from the keyframe's own state
+            kept = keyframes.track(run.keyframe, run.key, step)
+            if kept is not None and kept[0] == chain[0] - step:
+                state = kept[1]  # a stopped job resumes where it stopped
+            else:
+                _, state = engine.reference_matte(query)  # each chain starts from the keyframe's own state
             for index, frame in _chain(frames, chain):
                 matte, state = engine.matte_frame(frame, query, state=state, with_foreground=with_foreground)
                 keyframes.mark_done(index, run.keyframe, run.key)
+                keyframes.keep_track(run.keyframe, run.key, step, index, state)
                 yield index, matte

@@ -154,8 +154,8 @@ def test_repainting_a_keyframe_rematting_its_segment_and_removing_it_hands_frame
     recorder.calls.clear()
     keys.remove(6)
     plan, _ = _run(frames, engine, keys)
-    # frame 0 takes 4..7 back; its chain is re-run through 1..3 to reach them
-    assert plan.indices == list(range(1, N)) and recorder.calls == list(range(1, N))
+    # frame 0 takes 4..7 back; its chain continues from the track state it kept at frame 3
+    assert plan.indices == [4, 5, 6, 7] and recorder.calls == [4, 5, 6, 7]
 
 
 def test_range_and_direction(video):
@@ -170,7 +170,7 @@ def test_range_and_direction(video):
     recorder.calls.clear()
     keys.direction = "forward"
     plan, mattes = _run(frames, engine, keys)
-    assert plan.indices == [3, 4, 5, 6, 7] and recorder.calls == [4, 5, 6, 7]  # 4, 5 are matted again on the way
+    assert plan.indices == [3, 6, 7] and recorder.calls == [6, 7]  # the chain goes on from frame 5's track state
 
     keys.direction = "both"
     _run(frames, engine, keys)
@@ -190,8 +190,15 @@ def test_cancel_between_frames_keeps_what_was_done(video):
     got = [next(steps)[0] for _ in range(3)]
     steps.close()
     assert got == [0, 1, 2] and sorted(keys.done) == [0, 1, 2]
-    # the next Propagate mattes 3..7, going through 1 and 2 again to carry the track state
-    assert keys.plan(engine).indices == list(range(1, N))
+    # the next Propagate mattes only 3..7, continuing the chain from the track state kept at frame 2
+    plan = keys.plan(engine)
+    assert plan.indices == list(range(3, N))
+    resumed = dict(matte_keyframes(frames, engine, keys, plan))
+    fresh = Keyframes(N)
+    fresh.set(0, frames[0], make_prompt(alpha[0] > 0.5))
+    whole = dict(matte_keyframes(frames, engine, fresh, fresh.plan(engine)))
+    for i in range(3, N):  # the same mattes as one uninterrupted job
+        np.testing.assert_allclose(resumed[i].alpha, whole[i].alpha, atol=1e-6)
 
 
 def test_engine_change_rematting_everything(video, encode_calls):
