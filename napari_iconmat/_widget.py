@@ -76,7 +76,9 @@ def _matting_steps(frames, engine, keyframes, plan, cache, with_foreground):
             frames.close()
 
 
-#: width of the dock the widget is designed for; no field asks for more (long lines wrap)
+#: the widget's minimum width in pixels; no field asks for more (long lines wrap)
+_DOCK_WIDTH = 300
+#: combo boxes are sized by this many characters, not by their longest choice
 _FIELD_MIN_CHARS = 8
 
 
@@ -200,7 +202,7 @@ class MattingWidget(Container):
             group = Container(widgets=widgets, labels=True)
             group.margins = (2, 2, 2, 2)
             self.append(group)
-            box = QGroupBox(title.replace("&&", "&"))
+            box = QGroupBox(title)  # "&&" shows one "&" (a single one would be a shortcut)
             box.setToolTip(
                 {"1": "Choose the image and paint the object on one frame", "2": "Choose the engine that mattes",
                  "3": "Matte every frame from the keyframes", "4": "Fix a frame: paint it and Propagate again",
@@ -224,7 +226,7 @@ class MattingWidget(Container):
             _narrow(widget)
         for widget in (self._options, self._range, self._formats, self._out):
             widget.native.setMinimumWidth(0)
-        self.native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.native.setMinimumWidth(_DOCK_WIDTH)  # wide enough to read; labels wrap within it
 
         self._new_prompt.changed.connect(self.new_prompt_layer)
         self._propagate.changed.connect(self.propagate)

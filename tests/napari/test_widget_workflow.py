@@ -102,7 +102,7 @@ def test_the_widget_stays_within_its_dock_for_every_engine_and_message(make_napa
         _settle(qtbot)
         assert widget.native.minimumSizeHint().width() <= 400, message[:20]
         assert window.width() == width
-        assert widget.native.width() <= width // 2
+        assert 280 <= widget.native.width() <= width // 2  # readable, and the canvas keeps the rest
     for label in (widget._engine_state, widget._status, widget._progress_text, widget._keyframes_label):
         assert label.native.wordWrap()
 
@@ -321,7 +321,7 @@ def test_the_widget_is_grouped_in_the_order_of_work_with_tooltips(make_napari_vi
 
     frames, alpha = sequence
     viewer, widget, _ = _setup(make_napari_viewer, frames, alpha)
-    titles = [box.title() for box in widget.native.findChildren(QGroupBox)]
+    titles = [box.title().replace("&&", "&") for box in widget.native.findChildren(QGroupBox)]
     assert titles == ["1 Image & prompt", "2 Engine", "3 Propagate", "4 Correct", "5 Export"]
     fields = [w for _, widgets in widget._groups for w in widgets if not isinstance(w, Container)]
     fields += [widget._options, widget._propagate, widget._cancel, widget._status]
