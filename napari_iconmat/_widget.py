@@ -505,8 +505,9 @@ class MattingWidget(Container):
             return self._fail(exc)
 
         alpha = self._result_layer(session, "alpha")
-        if with_composite:
+        if with_composite and not self._has_result(session, "composite"):
             self._result_layer(session, "composite")
+            self._update_composite()  # frames matted before: from their kept foregrounds, or once shown
         if plan.stale:
             for frame in plan.stale:
                 self._store(alpha, frame, 0.0)

@@ -286,6 +286,9 @@ def test_a_run_with_the_composite_on_keeps_foregrounds_for_a_new_background(make
     for i in range(N):  # every frame at once, none matted again
         assert (preview[i][result[i] == 0] == 0).all() and preview[i].std() > 10
     assert spy.calls == []
+    viewer.layers.remove(viewer.layers["clip composite"])  # deleted: Propagate makes a new one
+    assert widget.propagate() is None and spy.calls == []
+    assert (viewer.layers["clip composite"].data[3][result[3] == 0] == 0).all()
 
 
 # ---------------------------------------------------------------- 10: cancel, then propagate
