@@ -433,7 +433,7 @@ class MattingWidget(Container):
         if session is not None and (session.keyframes.n_frames != n or session.layer is not layer):
             session = None  # the layer's data changed shape: start over
         if session is None and create:
-            session = self._sessions[id(layer)] = _Session(layer, Keyframes(n))
+            session = self._sessions[id(layer)] = _Session(layer, Keyframes(n, blend=True))  # both sides between keyframes
         return session
 
     def _has_result(self, session: _Session, which: str) -> bool:

@@ -27,6 +27,11 @@ def sequence():
     return np.stack([f.image for f in frames]), np.stack([f.alpha for f in frames])
 
 
+def _iou(a, b):
+    a, b = a > 0.5, b > 0.5
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
 def _setup(make_napari_viewer, frames, alpha, *, paint=0):
     from napari_iconmat._widget import MattingWidget
 
@@ -289,6 +294,37 @@ def test_a_run_with_the_composite_on_keeps_foregrounds_for_a_new_background(make
     viewer.layers.remove(viewer.layers["clip composite"])  # deleted: Propagate makes a new one
     assert widget.propagate() is None and spy.calls == []
     assert (viewer.layers["clip composite"].data[3][result[3] == 0] == 0).all()
+
+
+# ---------------------------------------------------------------- 9: frames between two keyframes, from both
+def test_a_correction_blends_both_keyframes_and_makes_no_frame_of_the_sample_worse(make_napari_viewer, qtbot):
+    from napari_iconmat._widget import MattingWidget
+
+    viewer = make_napari_viewer()
+    frames, truth = viewer.open_sample("napari-iconmat", "sequence")  # 16 frames of 320x180
+    widget = MattingWidget(viewer)
+    widget.image_layer = frames  # the ground truth, added last, is the active layer
+    labels = widget.new_prompt_layer()
+    widget._options.value = "working_size=96"
+    before = None
+    for index in (0, 14):  # the first mark, then a correction (the sample's frame 8 got worse with nearest-only)
+        labels.data[index] = (truth.data[index] > 0.5).astype(np.uint8)
+        viewer.dims.set_current_step(0, index)
+        widget.propagate()
+        _wait(qtbot, widget)
+        ious = [_iou(widget.alpha_layer.data[i], truth.data[i]) for i in range(16)]
+        before = before or ious
+    after = ious
+    keys = widget.keyframes
+    assert keys.sources(8) == [0, 14]
+    assert all(after[i] >= before[i] - 0.005 for i in range(1, 16)), [round(a - b, 3) for a, b in zip(after, before)]
+    assert np.mean(after[1:14]) > np.mean(before[1:14])
+    # frame 8 is the blend of both sides' mattes, weighted by closeness (confidence None counts as 1)
+    key = dict(keys.plan(widget._make_engine()).keys)
+    sides = {k: keys.side(8, k, key[k]) for k in (0, 14)}
+    assert keys.blend_weights(8, sides) == pytest.approx({0: 6 / 14, 14: 8 / 14})
+    expected = 6 / 14 * sides[0].alpha + 8 / 14 * sides[14].alpha
+    np.testing.assert_allclose(widget.alpha_layer.data[8], expected, atol=1e-5)
 
 
 # ---------------------------------------------------------------- 10: cancel, then propagate
