@@ -368,8 +368,9 @@ class Keyframes:
         return {k: w / total for k, w in raw.items()}
 
     def keep_side(self, frame: int, keyframe: int, key: str, matte: FrameMatte) -> None:
-        """Keep the matte ``keyframe``'s chain gave ``frame`` (blending)."""
-        self._sides[(int(frame), int(keyframe), key)] = matte
+        """Keep the matte ``keyframe``'s chain gave ``frame`` (blending): its alpha, foreground and confidence."""
+        kept = FrameMatte(alpha=matte.alpha, foreground=matte.foreground, confidence=matte.confidence)
+        self._sides[(int(frame), int(keyframe), key)] = kept  # not the coarse or explain maps: memory
 
     def side(self, frame: int, keyframe: int, key: str) -> FrameMatte | None:
         return self._sides.get((int(frame), int(keyframe), key))
