@@ -16,14 +16,24 @@ equidistant from two keyframes goes to the earlier one. With direction
 ``'forward'`` only keyframes at or before a frame count (frames before the
 first keyframe are not matted), with ``'backward'`` only those at or after it.
 
+With ``Keyframes(n, blend=True)`` (the napari widget's setting), a frame
+between two keyframes is matted from **both**: the earlier keyframe's forward
+chain and the later one's backward chain, blended by closeness times each
+matte's confidence (:meth:`Keyframes.blend_weights`); frames before the first or
+after the last keyframe come from that one alone. Each side's matte is kept, so
+a new keyframe runs only its own two chains. Without blending:
+
 So each keyframe owns one contiguous segment of frames around it, and a frame's
 matte depends only on its keyframe (its pixels, prompt and the engine, i.e. the
 query signature) and the frames between the two. A frame is up to date when it
 was last matted from the same keyframe with the same query signature. Adding a
 keyframe takes over exactly the frames nearer to it than to its neighbouring
 keyframes: only those are re-matted. Re-painting a keyframe re-mattes its
-segment; removing one hands its segment to the neighbours, whose chains are run
-again from the neighbouring keyframe up to the farthest frame they take back.
+segment; removing one hands its segment to the neighbours, whose chains go on
+from the track state they kept at the end of their segment up to the farthest
+frame they take back. A chain stopped part-way (a Cancel) goes on the same way:
+the engine's track state after the last frame matted on each chain is kept
+(:meth:`Keyframes.keep_track`), so only the frames left are matted.
 
 Examples
 --------
@@ -133,15 +143,22 @@ class Plan:
 
     runs: tuple[KeyframeRun, ...]
     stale: tuple[int, ...] = ()
+    #: with blending (:class:`Keyframes` ``blend=True``): the frames yielded, and each keyframe's signature key
+    blended: tuple[int, ...] | None = None
+    keys: tuple[tuple[int, str], ...] = ()
 
     @property
     def total(self) -> int:
         """Number of mattes the job produces (one per frame yielded by :func:`matte_keyframes`)."""
+        if self.blended is not None:
+            return len(self.blended)
         return sum(run.frames for run in self.runs)
 
     @property
     def indices(self) -> list[int]:
         """Every frame the job mattes, ascending."""
+        if self.blended is not None:
+            return sorted(self.blended)
         out = []
         for run in self.runs:
             out += ([run.keyframe] if run.matte_keyframe else []) + list(run.forward) + list(run.backward)
@@ -157,6 +174,13 @@ class Keyframes:
         Length of the sequence (>= 1).
     direction : {'both', 'forward', 'backward'}, default 'both'
         Which keyframes may matte a frame; see the module docstring.
+    blend : bool, default False
+        With direction ``'both'``, a frame between two keyframes is matted
+        from both (the earlier one's forward chain and the later one's
+        backward chain) and the two alphas are blended, each weighted by its
+        closeness (``1 - distance / gap``) times its matte's confidence (None
+        counts as 1). Each side's matte is kept (:attr:`sides`), so a new
+        keyframe between two others computes only its own chains.
 
     Notes
     -----
@@ -165,7 +189,7 @@ class Keyframes:
     :func:`matte_keyframes` as each frame is matted.
     """
 
-    def __init__(self, n_frames: int, *, direction: str = "both") -> None:
+    def __init__(self, n_frames: int, *, direction: str = "both", blend: bool = False) -> None:
         if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
             raise InputError(f"a sequence needs at least one frame, got n_frames={n_frames!r}")
         self.n_frames = int(n_frames)
@@ -173,6 +197,11 @@ class Keyframes:
         self._sorted: list[int] = []
         # frame -> (keyframe index, signature key) it was last matted from
         self._done: dict[int, tuple[int, str]] = {}
+        # (keyframe, signature key, step +1/-1) -> (last frame matted on that chain, the engine's track state after it)
+        self._tracks: dict[tuple[int, str, int], tuple[int, object]] = {}
+        self.blend = bool(blend)
+        # with blend: (frame, keyframe, signature key) -> the FrameMatte that keyframe's chain gave the frame
+        self._sides: dict[tuple[int, int, str], FrameMatte] = {}
         self.direction = direction
 
     # ------------------------------------------------------------ keyframes
@@ -279,12 +308,90 @@ class Keyframes:
         """Record that ``frame`` was matted from ``keyframe`` with query key ``key``."""
         self._done[int(frame)] = (int(keyframe), key)
 
+    def keep_track(self, keyframe: int, key: str, step: int, frame: int, state) -> None:
+        """Keep the engine's track state after ``frame`` on the chain from ``keyframe`` (``step`` +1 or -1),
+        so that a stopped job resumes there instead of matting the chain again from its keyframe."""
+        self._tracks = {
+            k: v for k, v in self._tracks.items() if k[0] in self._keys and (k[0], k[2]) != (keyframe, step)
+        }  # one state per chain: an older key's state would never be used again
+        self._tracks[(int(keyframe), key, int(step))] = (int(frame), state)
+
+    def track(self, keyframe: int, key: str, step: int) -> tuple[int, object] | None:
+        """``(last frame, state)`` kept by :meth:`keep_track` for that chain, or None."""
+        return self._tracks.get((int(keyframe), key, int(step)))
+
+    def _resume_from(self, keyframe: int, key: str, step: int, dirty: list[int]) -> int:
+        """First frame a chain from ``keyframe`` must matte to reach ``dirty``: right after the kept track
+        state when every frame up to it is still done from this keyframe and key, else the keyframe's neighbour."""
+        first = keyframe + step
+        kept = self.track(keyframe, key, step)
+        if kept is None:
+            return first
+        last = kept[0]
+        nearest = min(dirty) if step > 0 else max(dirty)
+        if (last - nearest) * step >= 0 or (last - keyframe) * step <= 0:
+            return first  # the kept state is past the first frame to matte, or not on this side
+        if self.blend:
+            kept_all = all((f, keyframe, key) in self._sides for f in range(first, last + step, step))
+        else:
+            kept_all = all(self._done.get(f) == (keyframe, key) for f in range(first, last + step, step))
+        if kept_all:
+            return last + step
+        return first
+
+    def sources(self, frame: int) -> list[int]:
+        """The keyframes whose mattes make ``frame``'s: two when blending between two keyframes, else its owner."""
+        owner = self.owner(frame)
+        if owner is None:
+            return []
+        if not self.blend or self._direction != "both" or owner == frame:
+            return [owner]
+        at = bisect.bisect_right(self._sorted, frame)
+        if 0 < at < len(self._sorted):
+            return [self._sorted[at - 1], self._sorted[at]]
+        return [owner]
+
+    def blend_weights(self, frame: int, mattes: dict[int, FrameMatte]) -> dict[int, float]:
+        """Weight of each source keyframe's matte of ``frame``: closeness times confidence, summing to 1."""
+        if len(mattes) == 1:
+            return {k: 1.0 for k in mattes}
+        (a, b) = sorted(mattes)
+        gap = float(b - a)
+        raw = {}
+        for k, other in ((a, b), (b, a)):
+            confidence = mattes[k].confidence
+            confidence = 1.0 if confidence is None else float(np.clip(confidence, 0.0, 1.0))
+            raw[k] = (1.0 - abs(frame - k) / gap) * confidence
+        total = sum(raw.values())
+        if total <= 0:
+            return {k: 0.5 for k in raw}
+        return {k: w / total for k, w in raw.items()}
+
+    def keep_side(self, frame: int, keyframe: int, key: str, matte: FrameMatte) -> None:
+        """Keep the matte ``keyframe``'s chain gave ``frame`` (blending): its alpha, foreground and confidence."""
+        kept = FrameMatte(alpha=matte.alpha, foreground=matte.foreground, confidence=matte.confidence)
+        self._sides[(int(frame), int(keyframe), key)] = kept  # not the coarse or explain maps: memory
+
+    def side(self, frame: int, keyframe: int, key: str) -> FrameMatte | None:
+        return self._sides.get((int(frame), int(keyframe), key))
+
+    def _source_key(self, frame: int, owner: int, keys: dict[int, str]) -> tuple[int, str]:
+        sources = self.sources(frame)
+        if len(sources) == 1:
+            return owner, keys[owner]
+        return owner, "|".join(f"{k}:{keys[k]}" for k in sources)
+
     def forget(self, frames: Sequence[int] | None = None) -> None:
         """Drop the record of ``frames`` (all frames when None): they count as not matted."""
         if frames is None:
             self._done.clear()
+            self._tracks.clear()
+            self._sides.clear()
         for frame in frames or ():
             self._done.pop(int(frame), None)
+        if frames:
+            gone = {int(f) for f in frames}
+            self._sides = {k: v for k, v in self._sides.items() if k[0] not in gone}
 
     def plan(self, engine: Engine, *, frame_range: tuple[int, int] | None = None) -> Plan:
         """The runs that bring every frame of ``frame_range`` up to date.
@@ -315,6 +422,8 @@ class Keyframes:
         if not 0 <= start < stop <= self.n_frames:
             raise InputError(f"frame range ({start}, {stop}) must satisfy 0 <= start < stop <= {self.n_frames}")
         keys = {k: signature_key(self._keys[k].signature(engine)) for k in self._sorted}
+        if self.blend:
+            return self._blend_plan(keys, start, stop)
         dirty: dict[int, list[int]] = {k: [] for k in self._sorted}
         for frame in range(start, stop):
             owner = self.owner(frame)
@@ -331,12 +440,46 @@ class Keyframes:
                     keyframe=k,
                     key=keys[k],
                     matte_keyframe=k in dirty[k],
-                    forward=tuple(range(k + 1, max(later) + 1)) if later else (),
-                    backward=tuple(range(k - 1, min(earlier) - 1, -1)) if earlier else (),
+                    forward=tuple(range(self._resume_from(k, keys[k], 1, later), max(later) + 1)) if later else (),
+                    backward=tuple(range(self._resume_from(k, keys[k], -1, earlier), min(earlier) - 1, -1))
+                    if earlier
+                    else (),
                 )
             )
         stale = tuple(sorted(f for f in self._done if self.owner(f) is None))
         return Plan(tuple(runs), stale)
+
+    def _blend_plan(self, keys: dict[int, str], start: int, stop: int) -> Plan:
+        """:meth:`plan` with blending: chains run only where a source keyframe's matte is not kept."""
+        self._sides = {k: v for k, v in self._sides.items() if keys.get(k[1]) == k[2]}
+        dirty, need = [], {k: [] for k in self._sorted}
+        for frame in range(start, stop):
+            owner = self.owner(frame)
+            if owner is None or self._done.get(frame) == self._source_key(frame, owner, keys):
+                continue
+            dirty.append(frame)
+            for k in self.sources(frame):
+                if k != frame and (frame, k, keys[k]) not in self._sides:
+                    need[k].append(frame)
+        runs = []
+        for k in self._sorted:
+            later = [f for f in need[k] if f > k]
+            earlier = [f for f in need[k] if f < k]
+            if not (later or earlier or k in dirty):
+                continue
+            runs.append(
+                KeyframeRun(
+                    keyframe=k,
+                    key=keys[k],
+                    matte_keyframe=k in dirty,
+                    forward=tuple(range(self._resume_from(k, keys[k], 1, later), max(later) + 1)) if later else (),
+                    backward=tuple(range(self._resume_from(k, keys[k], -1, earlier), min(earlier) - 1, -1))
+                    if earlier
+                    else (),
+                )
+            )
+        stale = tuple(sorted(f for f in self._done if self.owner(f) is None))
+        return Plan(tuple(runs), stale, blended=tuple(dirty), keys=tuple(keys.items()))
 
     def _check_index(self, index, what: str) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -468,12 +611,16 @@ def matte_keyframes(
     Notes
     -----
     Stopping the iteration between two frames (a Cancel) leaves every yielded
-    frame recorded as done and the rest as they were, so the next plan picks up
-    where this one stopped.
+    frame recorded as done and the rest as they were, and keeps each chain's
+    track state (:meth:`Keyframes.keep_track`), so the next plan picks up where
+    this one stopped: it mattes only the frames left, continuing the chain.
     """
     if len(frames) != keyframes.n_frames:
         raise InputError(f"the keyframes describe {keyframes.n_frames} frames, but the sequence has {len(frames)}")
     cache = QueryCache() if cache is None else cache
+    if plan.blended is not None:
+        yield from _matte_blended(frames, engine, keyframes, plan, cache, with_foreground)
+        return
     for run in plan.runs:
         key = keyframes[run.keyframe]
         query = cache.get(engine, key.image, key.prompt)
@@ -486,11 +633,92 @@ def matte_keyframes(
                 reference.foreground = estimate_foreground(to_rgb_float(key.image), reference.alpha)
             keyframes.mark_done(run.keyframe, run.keyframe, run.key)
             yield run.keyframe, reference
-        for chain in (run.forward, run.backward):
+        for chain, step in ((run.forward, 1), (run.backward, -1)):
             if not chain:
                 continue
-            _, state = engine.reference_matte(query)  # each chain starts from the keyframe's own state
+            kept = keyframes.track(run.keyframe, run.key, step)
+            if kept is not None and kept[0] == chain[0] - step:
+                state = kept[1]  # a stopped job resumes where it stopped
+            else:
+                _, state = engine.reference_matte(query)  # each chain starts from the keyframe's own state
             for index, frame in _chain(frames, chain):
                 matte, state = engine.matte_frame(frame, query, state=state, with_foreground=with_foreground)
                 keyframes.mark_done(index, run.keyframe, run.key)
+                keyframes.keep_track(run.keyframe, run.key, step, index, state)
                 yield index, matte
+
+
+def _blend(keyframes: Keyframes, frame: int, mattes: dict[int, FrameMatte]) -> FrameMatte:
+    """One matte of ``frame`` from its source keyframes' mattes (see :meth:`Keyframes.blend_weights`)."""
+    if len(mattes) == 1:
+        return next(iter(mattes.values()))
+    weights = keyframes.blend_weights(frame, mattes)
+    alpha = sum(weights[k] * m.alpha.astype(np.float32) for k, m in mattes.items())
+    foreground = None
+    if all(m.foreground is not None for m in mattes.values()):
+        foreground = sum(weights[k] * m.foreground.astype(np.float32) for k, m in mattes.items()).astype(np.float32)
+    confidences = [m.confidence for m in mattes.values()]
+    confidence = None
+    if any(c is not None for c in confidences):
+        confidence = float(sum(weights[k] * (1.0 if m.confidence is None else m.confidence) for k, m in mattes.items()))
+    return FrameMatte(alpha=np.clip(alpha, 0.0, 1.0).astype(np.float32), foreground=foreground, confidence=confidence)
+
+
+def _matte_blended(frames, engine, keyframes: Keyframes, plan: Plan, cache, with_foreground):
+    """:func:`matte_keyframes` for a blending plan: yield each frame once all its source mattes are there."""
+    keys = dict(plan.keys)
+    pending = set(plan.blended)
+
+    def finish(frame):
+        if frame not in pending:
+            return None
+        sources = keyframes.sources(frame)
+        mattes = {k: keyframes.side(frame, k, keys[k]) for k in sources}
+        if any(m is None for m in mattes.values()):
+            return None
+        if with_foreground and any(m.foreground is None for m in mattes.values()):
+            from ..frames import to_rgb_float
+            from ..matting.closed_form import estimate_foreground
+
+            matte = _blend(keyframes, frame, mattes)
+            matte.foreground = estimate_foreground(to_rgb_float(_read(frames, frame)), matte.alpha)
+        else:
+            matte = _blend(keyframes, frame, mattes)
+        pending.discard(frame)
+        owner, key = keyframes._source_key(frame, keyframes.owner(frame), keys)
+        keyframes.mark_done(frame, owner, key)
+        return matte
+
+    for frame in sorted(pending):  # frames whose source mattes are all kept: no matting
+        if frame not in keyframes:
+            matte = finish(frame)
+            if matte is not None:
+                yield frame, matte
+    for run in plan.runs:
+        key = keyframes[run.keyframe]
+        query = cache.get(engine, key.image, key.prompt)
+        if run.matte_keyframe:
+            reference, _ = engine.reference_matte(query)
+            if with_foreground and reference.foreground is None:
+                from ..frames import to_rgb_float
+                from ..matting.closed_form import estimate_foreground
+
+                reference.foreground = estimate_foreground(to_rgb_float(key.image), reference.alpha)
+            pending.discard(run.keyframe)
+            keyframes.mark_done(run.keyframe, run.keyframe, run.key)
+            yield run.keyframe, reference
+        for chain, step in ((run.forward, 1), (run.backward, -1)):
+            if not chain:
+                continue
+            kept = keyframes.track(run.keyframe, run.key, step)
+            if kept is not None and kept[0] == chain[0] - step:
+                state = kept[1]
+            else:
+                _, state = engine.reference_matte(query)
+            for index, frame in _chain(frames, chain):
+                matte, state = engine.matte_frame(frame, query, state=state, with_foreground=with_foreground)
+                keyframes.keep_side(index, run.keyframe, run.key, matte)
+                keyframes.keep_track(run.keyframe, run.key, step, index, state)
+                done = finish(index)
+                if done is not None:
+                    yield index, done

@@ -154,8 +154,8 @@ def test_repainting_a_keyframe_rematting_its_segment_and_removing_it_hands_frame
     recorder.calls.clear()
     keys.remove(6)
     plan, _ = _run(frames, engine, keys)
-    # frame 0 takes 4..7 back; its chain is re-run through 1..3 to reach them
-    assert plan.indices == list(range(1, N)) and recorder.calls == list(range(1, N))
+    # frame 0 takes 4..7 back; its chain continues from the track state it kept at frame 3
+    assert plan.indices == [4, 5, 6, 7] and recorder.calls == [4, 5, 6, 7]
 
 
 def test_range_and_direction(video):
@@ -170,7 +170,7 @@ def test_range_and_direction(video):
     recorder.calls.clear()
     keys.direction = "forward"
     plan, mattes = _run(frames, engine, keys)
-    assert plan.indices == [3, 4, 5, 6, 7] and recorder.calls == [4, 5, 6, 7]  # 4, 5 are matted again on the way
+    assert plan.indices == [3, 6, 7] and recorder.calls == [6, 7]  # the chain goes on from frame 5's track state
 
     keys.direction = "both"
     _run(frames, engine, keys)
@@ -190,8 +190,15 @@ def test_cancel_between_frames_keeps_what_was_done(video):
     got = [next(steps)[0] for _ in range(3)]
     steps.close()
     assert got == [0, 1, 2] and sorted(keys.done) == [0, 1, 2]
-    # the next Propagate mattes 3..7, going through 1 and 2 again to carry the track state
-    assert keys.plan(engine).indices == list(range(1, N))
+    # the next Propagate mattes only 3..7, continuing the chain from the track state kept at frame 2
+    plan = keys.plan(engine)
+    assert plan.indices == list(range(3, N))
+    resumed = dict(matte_keyframes(frames, engine, keys, plan))
+    fresh = Keyframes(N)
+    fresh.set(0, frames[0], make_prompt(alpha[0] > 0.5))
+    whole = dict(matte_keyframes(frames, engine, fresh, fresh.plan(engine)))
+    for i in range(3, N):  # the same mattes as one uninterrupted job
+        np.testing.assert_allclose(resumed[i].alpha, whole[i].alpha, atol=1e-6)
 
 
 def test_engine_change_rematting_everything(video, encode_calls):
@@ -239,3 +246,38 @@ def test_memory_cache_is_bounded(video):
     for i in range(3):
         cache.get(engine, frames[i], make_prompt(alpha[i] > 0.5))
     assert len(cache) == 2 and cache.encoded == 3
+
+
+# ---------------------------------------------------------------- blending two keyframes
+def test_blending_between_two_keyframes_weights_closeness_and_confidence(video):
+    from napari_iconmat.core.engine import FrameMatte
+
+    frames, alpha = video
+    keys = Keyframes(N, blend=True)
+    for k in (0, 6):
+        keys.set(k, frames[k], make_prompt(alpha[k] > 0.5))
+    assert [keys.sources(i) for i in (0, 2, 6, 7)] == [[0], [0, 6], [6], [6]]
+    one, zero = FrameMatte(np.ones((2, 2), np.float32)), FrameMatte(np.zeros((2, 2), np.float32))
+    assert keys.blend_weights(2, {0: one, 6: zero}) == pytest.approx({0: 4 / 6, 6: 2 / 6})
+    unsure = FrameMatte(np.zeros((2, 2), np.float32), confidence=0.0)
+    assert keys.blend_weights(2, {0: one, 6: unsure}) == pytest.approx({0: 1.0, 6: 0.0})
+
+
+def test_blending_a_new_keyframe_runs_only_its_chains_and_resumes_after_a_stop(video):
+    frames, alpha = video
+    engine = _engine()
+    recorder = _Recorder(engine, frames)
+    keys = Keyframes(N, blend=True)
+    keys.set(0, frames[0], make_prompt(alpha[0] > 0.5))
+    _run(frames, engine, keys)
+    recorder.calls.clear()
+    keys.set(5, frames[5], make_prompt(alpha[5] > 0.5))
+    plan = keys.plan(engine)
+    assert plan.indices == list(range(1, N))  # 1..4 are blends now, 5..7 from 5
+    steps = matte_keyframes(frames, engine, keys, plan)
+    got = [next(steps)[0] for _ in range(3)]
+    steps.close()
+    assert got == [5, 6, 7] and recorder.calls == [6, 7]  # 0's mattes are kept: only 5's chains run
+    resumed = dict(matte_keyframes(frames, engine, keys, keys.plan(engine)))
+    assert sorted(resumed) == [1, 2, 3, 4] and recorder.calls == [6, 7, 4, 3, 2, 1]
+    assert keys.plan(engine).total == 0
