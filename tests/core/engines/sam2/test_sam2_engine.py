@@ -167,8 +167,8 @@ def test_a_folder_with_only_the_model_loads_and_hub_ids_come_from_the_cache(tmp_
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no processor files
     engine = make_engine("sam2", model=str(folder), refiner="closed-form")
     assert engine.params["model"] == str(folder) and engine._loaded.size == 128
-    huggingface_hub = pytest.importorskip("huggingface_hub")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     status = Sam2Engine.status()
     assert not status.ready and "'facebook/sam2.1-hiera-tiny' is not in the Hugging Face cache" in status.detail
     assert "huggingface-cli download facebook/sam2.1-hiera-tiny" in status.detail and "model=DIR" in status.detail
