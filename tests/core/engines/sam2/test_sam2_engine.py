@@ -247,3 +247,21 @@ def test_cli_matte_and_bench_with_sam2(tmp_path, capsys):
     assert main([*bench, "--json", str(report), "--quiet"]) == 0
     methods = {row["method"] for row in json.loads(report.read_text())["rows"]}
     assert {"classical", "sam2"} <= methods
+
+
+def test_a_keyframe_correction_rematting_only_the_frames_nearer_to_it(engine, video):
+    """Today's corrections: each keyframe is its own query (not yet extra conditioning of one memory)."""
+    from napari_iconmat.core import Keyframes, QueryCache, matte_keyframes
+
+    frames, mask = video
+    keyframes = Keyframes(N_FRAMES)
+    keyframes.set(0, frames[0], make_prompt(mask))
+    cache = QueryCache()
+    first = dict(matte_keyframes(frames, engine, keyframes, keyframes.plan(engine), cache=cache))
+    assert sorted(first) == list(range(N_FRAMES))
+    keyframes.set(4, frames[4], make_prompt(np.roll(mask, 3, axis=1)))
+    second = dict(matte_keyframes(frames, engine, keyframes, keyframes.plan(engine), cache=cache))
+    assert sorted(second) == [3, 4]  # frame 2 is as near to 0 as to 4: it stays with the earlier keyframe
+    np.testing.assert_array_equal(second[4].coarse, np.roll(mask, 3, axis=1))
+    for index, matte in second.items():
+        _check_matte(matte, (48, 64))
