@@ -265,3 +265,29 @@ def test_a_keyframe_correction_rematting_only_the_frames_nearer_to_it(engine, vi
     np.testing.assert_array_equal(second[4].coarse, np.roll(mask, 3, axis=1))
     for index, matte in second.items():
         _check_matte(matte, (48, 64))
+
+
+@pytest.mark.dask
+def test_runs_on_dask_workers_like_the_other_engines(tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import Client
+
+    from napari_iconmat.core.io import read_image
+    from napari_iconmat.core.pipeline.cluster import local_cluster, matte_inputs
+
+    sample = write_synth("video", tmp_path / "s", frames=4, size=(64, 48), seed=2)
+    options = dict(mask=sample / "reference_mask.png", reference_frame=1, engine="sam2", engine_params=dict(TINY))
+    matte_sequence(sample / "frames", out_dir=tmp_path / "plain", **options)
+    cluster = local_cluster(1)
+    try:
+        with Client(cluster, timeout=60) as client:
+            (result,) = matte_inputs([sample / "frames"], out_dir=tmp_path / "dask", client=client, **options)
+    finally:
+        cluster.close()
+    assert result.error is None
+    names = sorted(p.name for p in (tmp_path / "plain" / "alpha").iterdir())
+    assert names == sorted(p.name for p in (result.out_dir / "alpha").iterdir()) and len(names) == 4
+    for name in names:  # one worker thread vs this process's threads: equal up to one grey level
+        a = read_image(tmp_path / "plain" / "alpha" / name).astype(int)
+        b = read_image(result.out_dir / "alpha" / name).astype(int)
+        assert np.abs(a - b).max() <= 1, name
