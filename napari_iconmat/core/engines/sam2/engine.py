@@ -238,8 +238,8 @@ class Sam2Engine(Engine):
     def reference_matte(self, query: ReferenceQuery):
         alpha = query.arrays["alpha"].astype(np.float32)
         coarse = query.arrays["coarse"].astype(bool)
-        rgb = None  # the reference pixels are not kept; the first tracked frame starts without a prior
-        return FrameMatte(alpha=alpha.copy(), coarse=coarse, confidence=1.0), _Track(index=0, rgb=rgb, alpha=None)
+        # the reference pixels are not kept in the query: the first tracked frame has no temporal prior
+        return FrameMatte(alpha=alpha.copy(), coarse=coarse, confidence=1.0), _Track(index=0)
 
     # ------------------------------------------------------------------ frames
     def matte_frame(self, frame, query, *, state=None, with_foreground=False):
