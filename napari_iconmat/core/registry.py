@@ -21,6 +21,7 @@ _ENGINES: dict[str, str] = {
     "classical": "napari_iconmat.core.engines.classical.engine:ClassicalEngine",
     "icmp": "napari_iconmat.core.engines.icmp.engine:IcmpEngine",
     "iconmat": "napari_iconmat.core.engines.iconmat.engine:IconMattingEngine",
+    "sam2": "napari_iconmat.core.engines.sam2.engine:Sam2Engine",
 }
 
 
