@@ -15,6 +15,6 @@ def test_sam2_is_in_the_engine_box_with_what_it_needs(make_napari_viewer, tmp_pa
     widget = MattingWidget(make_napari_viewer())
     assert "sam2" in widget._engine.choices
     widget._engine.value = "sam2"
-    state = widget._engine_state.value
+    state = widget._engine_state.value.replace("\u200b", "")  # the widget's wrap points
     assert state.startswith("not ready: needs weights: SAM 2 video")
     assert "huggingface-cli download facebook/sam2.1-hiera-tiny" in state

@@ -319,11 +319,14 @@ def test_a_correction_blends_both_keyframes_and_makes_no_frame_of_the_sample_wor
     assert keys.sources(8) == [0, 14]
     assert all(after[i] >= before[i] - 0.005 for i in range(1, 16)), [round(a - b, 3) for a, b in zip(after, before)]
     assert np.mean(after[1:14]) > np.mean(before[1:14])
-    # frame 8 is the blend of both sides' mattes, weighted by closeness (confidence None counts as 1)
+    # frame 8 is the blend of both sides' mattes, weighted by closeness times each side's confidence
     key = dict(keys.plan(widget._make_engine()).keys)
     sides = {k: keys.side(8, k, key[k]) for k in (0, 14)}
-    assert keys.blend_weights(8, sides) == pytest.approx({0: 6 / 14, 14: 8 / 14})
-    expected = 6 / 14 * sides[0].alpha + 8 / 14 * sides[14].alpha
+    assert all(0.0 < sides[k].confidence <= 1.0 for k in (0, 14))  # the classical engine says how sure it is
+    raw = {0: 6 / 14 * sides[0].confidence, 14: 8 / 14 * sides[14].confidence}
+    weights = {k: w / sum(raw.values()) for k, w in raw.items()}
+    assert keys.blend_weights(8, sides) == pytest.approx(weights)
+    expected = weights[0] * sides[0].alpha + weights[14] * sides[14].alpha
     np.testing.assert_allclose(widget.alpha_layer.data[8], expected, atol=1e-5)
 
 
