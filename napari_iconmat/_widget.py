@@ -60,17 +60,33 @@ class _Session:
     foregrounds: dict = field(default_factory=dict)
     #: frame -> fingerprint of a non-Labels prompt slice whose keyframe was removed (not re-added unchanged)
     removed: dict = field(default_factory=dict)
+    #: frame -> the engine's confidence (0..1) in its latest matte, from engines that say
+    confidence: dict = field(default_factory=dict)
 
 
 #: backgrounds of the composite preview: 'checkerboard' or an RGB colour in [0, 1]
 _BACKGROUNDS = {"checkerboard": "checkerboard", "white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "green": (0.0, 0.8, 0.2)}
 
 
+def _confidence_words(confidence: dict) -> str:
+    """'; object not found in frames 3, 5-7; unsure in frame 9' for the status line ('' when all is well)."""
+    from napari_iconmat.core.pipeline.run import UNSURE, describe_frames
+
+    lost = sorted(i for i, c in confidence.items() if c <= 0.0)
+    unsure = sorted(i for i, c in confidence.items() if 0.0 < c < UNSURE)
+    words = ""
+    if lost:
+        words += f"; object not found in {describe_frames(lost)} (alpha all zero)"
+    if unsure:
+        words += f"; unsure in {describe_frames(unsure)}: check them, or paint a correction there"
+    return words
+
+
 def _matting_steps(frames, engine, keyframes, plan, cache, with_foreground):
-    """Worker body: one yield per frame matted, ``(index, alpha, foreground or None)``."""
+    """Worker body: one yield per frame matted, ``(index, alpha, foreground or None, confidence or None)``."""
     try:
         for index, matte in matte_keyframes(frames, engine, keyframes, plan, cache=cache, with_foreground=with_foreground):
-            yield index, matte.alpha, matte.foreground if with_foreground else None
+            yield index, matte.alpha, matte.foreground if with_foreground else None, matte.confidence
     finally:
         if hasattr(frames, "close"):
             frames.close()
@@ -535,7 +551,11 @@ class MattingWidget(Container):
         return worker
 
     def _on_frame(self, session: _Session, value) -> None:
-        index, alpha, foreground = value
+        index, alpha, foreground, confidence = value
+        if confidence is None:
+            session.confidence.pop(index, None)
+        else:
+            session.confidence[index] = float(confidence)
         self._store(session.alpha, index, alpha)
         session.alpha.refresh()
         if foreground is not None:
@@ -557,7 +577,8 @@ class MattingWidget(Container):
 
     def _on_stopped(self, session: _Session, *, cancelled: bool) -> None:
         done, total = self._started["done"], self._started["total"]
-        self._status.value = f"cancelled after {done} of {total} frames" if cancelled else f"matted {done} frames"
+        text = f"cancelled after {done} of {total} frames" if cancelled else f"matted {done} frames"
+        self._status.value = text + _confidence_words(session.confidence)
         self._show_keyframes()
 
     # ------------------------------------------------------------ composite preview

@@ -370,3 +370,24 @@ def test_the_widget_is_grouped_in_the_order_of_work_with_tooltips(make_napari_vi
     assert all(w.tooltip for w in fields), [w.label or w.name for w in fields if not w.tooltip]
     assert widget._advanced.text() == "advanced" and not widget._advanced.isExpanded()  # options folded away
     assert widget._advanced.isAncestorOf(widget._options.native)
+
+
+def test_the_status_after_a_run_names_the_frames_where_the_object_was_not_found(make_napari_viewer, qtbot):
+    from napari_iconmat._widget import MattingWidget
+
+    viewer = make_napari_viewer()
+    frames, truth = viewer.open_sample("napari-iconmat", "sequence")
+    data = np.array(frames.data)
+    data[10:] = 128  # the object is gone from frame 10 on: a grey picture
+    layer = viewer.add_image(data, rgb=frames.rgb, name="gone")
+    widget = MattingWidget(viewer)
+    widget.image_layer = layer
+    labels = widget.new_prompt_layer()
+    widget._options.value = "working_size=96"
+    labels.data[0] = (truth.data[0] > 0.5).astype(np.uint8)
+    viewer.dims.set_current_step(0, 0)
+    widget.propagate()
+    _wait(qtbot, widget)
+    status = widget._status.value.replace("\u200b", "")
+    assert "object not found in frames 10-15 (alpha all zero)" in status, status
+    assert widget.alpha_layer.data[10:].max() == 0

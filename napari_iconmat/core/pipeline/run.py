@@ -130,9 +130,9 @@ class RunSummary:
         values = np.array(list(self.confidence.values()))
         text = f"Confidence: mean {values.mean():.2f}"
         if self.not_found:
-            text += f"; object not found in {len(self.not_found)} frame{'s' if len(self.not_found) != 1 else ''} ({_indices(self.not_found)}: alpha all zero)"
+            text += f"; object not found in {len(self.not_found)} frame{'s' if len(self.not_found) != 1 else ''} ({describe_frames(self.not_found)}: alpha all zero)"
         if self.unsure:
-            text += f"; unsure (< {UNSURE:g}) in {len(self.unsure)} ({_indices(self.unsure)})"
+            text += f"; unsure (< {UNSURE:g}) in {len(self.unsure)} ({describe_frames(self.unsure)})"
         return text + "."
 
     def describe(self) -> str:
@@ -200,7 +200,7 @@ class DemoSummary:
 # ---------------------------------------------------------------- helpers
 
 
-def _indices(indices: list[int], shown: int = 8) -> str:
+def describe_frames(indices: list[int], shown: int = 8) -> str:
     """Frame indices in words, as ranges: 'frame 3' or 'frames 3, 5-7' (the first ``shown`` ranges, then a count)."""
     words = [f"{a}" if a == b else f"{a}-{b}" for a, b in to_ranges(indices)]
     more = f" and {len(words) - shown} more" if len(words) > shown else ""
