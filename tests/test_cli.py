@@ -65,9 +65,9 @@ def test_matte_formats_repeatable_and_comma_separated(sample, tmp_path, capsys):
 
 
 def test_engine_options_reach_the_engine(sample, tmp_path):
-    assert _matte(sample, tmp_path, "--engine-option", "working_size=48", "--engine-option", "temporal=0", "--quiet") == 0
+    assert _matte(sample, tmp_path, "--engine-option", "working_size=64", "--engine-option", "temporal=0", "--quiet") == 0
     params = json.loads((tmp_path / "iconmat-run.json").read_text())["engine"]["params"]
-    assert params["working_size"] == 48 and params["temporal"] == 0
+    assert params["working_size"] == 64 and params["temporal"] == 0
 
 
 @pytest.mark.parametrize("option, expected", [("working_size", "are KEY=VALUE pairs"), ("no_such=1", "has no option 'no_such'")])

@@ -49,7 +49,7 @@ FAST = settings(
     phases=[Phase.explicit, Phase.generate, Phase.shrink],
 )
 H, W, T = 32, 48, 5
-ENGINE = ["--engine-option", "working_size=48"]
+ENGINE = ["--engine-option", "working_size=64"]
 
 
 @lru_cache(maxsize=None)

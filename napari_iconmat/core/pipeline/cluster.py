@@ -298,6 +298,10 @@ def matte_inputs(
     for key in ("on_progress", "runner", "out_dir"):
         if key in options:
             raise InputError(f"matte_inputs sets {key!r} itself")
+    from ..registry import check_engine_params
+
+    if isinstance(options.get("engine_params") or {}, dict):  # (matte_sequence says what else is wrong)
+        check_engine_params(options.get("engine", "classical"), options.get("engine_params") or {})  # once, before any input
     paths = expand_inputs(inputs)
     dirs = input_dirs(paths, out_dir)
     progress = JobProgress(paths, on_progress)

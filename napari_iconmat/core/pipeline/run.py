@@ -40,7 +40,7 @@ from ..io.writers import FORMATS, OutputWriter
 from ..io.writers import atomic_write_bytes
 from ..prompt import PROMPT_KINDS, Prompt, make_prompt
 from ..reference import ReferenceQuery, reference_signature
-from ..registry import get_engine_class, make_engine
+from ..registry import check_engine_params, get_engine_class, make_engine
 from .propagate import DIRECTIONS, count_outputs, parse_range, plan_runs
 from .resume import RunInterrupted, RunState, matte_runs, with_resume_hint
 
@@ -462,7 +462,7 @@ def matte_sequence(
         raise InputError(f"prompt kind must be one of {', '.join(PROMPT_KINDS)}, got {prompt_kind!r}")
     if engine_params is not None and not isinstance(engine_params, dict):
         raise InputError(f"engine parameters must be a dict, got {type(engine_params).__name__}")
-    get_engine_class(engine)  # unknown engine -> InputError naming the choices
+    check_engine_params(engine, engine_params or {})  # unknown engine, option or value -> one InputError, before any work
     if explain and not getattr(get_engine_class(engine), "supports_explain", False):
         raise InputError(f"engine {engine!r} makes no explain maps; explain works with the iconmat engine")
     formats = _normalise_formats(formats)

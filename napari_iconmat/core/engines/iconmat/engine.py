@@ -23,6 +23,7 @@ import numpy as np
 from ...engine import Engine, EngineStatus, FrameMatte
 from ...errors import InputError, WeightsNotFoundError
 from ...frames import check_frame, intensity_range, to_rgb_float
+from ...options import Option
 from ...prompt import Prompt
 from ...reference import ReferenceQuery, reference_signature
 from ...weights import HOME_ENV, find_model_file, iconmat_home, resolve_pretrained
@@ -134,6 +135,19 @@ class IconMattingEngine(Engine):
     name = "iconmat"
     version = "1"
     supports_explain = True
+    option_specs = {
+        "sd_model": Option("path", help="SD 2.1 diffusers folder or hub id"),
+        "decoder": Option("path", allow_none=True, help="decoder checkpoint (.pth or .safetensors)"),
+        "fit": Option("str", choices=FITS, help="how a non-square image becomes the square input"),
+        "resolution": Option("int", low=64, high=4096, multiple=64, allow_none=True, help="square input size (px)"),
+        "timestep": Option("int", low=0, high=999, help="diffusion timestep of the features"),
+        "ensemble_size": Option("int", low=1, high=64, help="feature samples averaged per frame"),
+        "seed": Option("int", low=0, high=MAX_SEED, help="seed of the VAE samples and noise"),
+        "device": Option("str", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+        "dtype": Option("str", choices=DTYPES, help="precision of the frozen SD part"),
+        "random_init": Option("str", choices=RANDOM_INITS, allow_none=True, help="random weights instead of files (tests, timing)"),
+        "explain": Option("bool", help="also return the similarity maps"),
+    }
 
     def __init__(
         self,

@@ -126,7 +126,8 @@ def test_explain_maps(video):
         (dict(ensemble_size=0), "ensemble_size"),
         (dict(device="tpu"), "device"),
         (dict(device="meta"), "device must be"),
-        (dict(seed=2**63), "seed must be at most"),
+        (dict(seed=2**63), "seed must be an integer from 0 to"),
+        (dict(timestep="big"), "engine iconmat: timestep must be an integer from 0 to 999, got .big."),
         (dict(bogus=1), "has no option 'bogus'; its options: decoder, device"),
     ],
 )
