@@ -567,8 +567,13 @@ def main(argv: list[str] | None = None) -> int:
         except IconmatError as exc:
             print(f"iconmat: error: {_one_line(exc)}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt as exc:
-            detail = _one_line(exc)
+        except (KeyboardInterrupt, SystemError) as exc:
+            from .core.pipeline.interrupt import is_interrupt
+
+            if not is_interrupt(exc):
+                raise
+            # numba turns a KeyboardInterrupt into SystemError: the interrupt is what happened
+            detail = _one_line(exc) if isinstance(exc, KeyboardInterrupt) else ""
             print(f"iconmat: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
             return 130
 

@@ -313,7 +313,7 @@ def test_cli_on_masks_of_any_size_and_dtype(shape, dtype, channels, content, suf
 def _interrupted_run() -> tuple[Path, Path, Path]:
     """(an uninterrupted output, an interrupted one, a filled query cache), made once."""
     root = _workdir() / "runs"
-    options = dict(mask=_originals()["mask"], reference_frame=2, formats="png,tiff", engine_params={"working_size": 48})
+    options = dict(mask=_originals()["mask"], reference_frame=2, formats="png,tiff", engine_params={"working_size": 64})
     matte_sequence(_originals()["tif"], out_dir=root / "whole", cache_dir=root / "cache", **options)
 
     def cancel(done, total):

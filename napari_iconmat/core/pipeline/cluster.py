@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import IconmatError, InputError
+from .interrupt import check_interrupt, deferred_sigint
 from .run import RunSummary, matte_sequence
 
 __all__ = ["InputResult", "JobProgress", "connect", "expand_inputs", "input_dirs", "local_cluster", "matte_inputs"]
@@ -318,7 +319,12 @@ def matte_inputs(
         return InputResult(path, folder, summary=summary)
 
     if not distributed:
-        return [one(path, folder) for path, folder in zip(paths, dirs)]
+        with deferred_sigint():  # Ctrl-C stops between frames, then between inputs
+            results = []
+            for path, folder in zip(paths, dirs):
+                check_interrupt()
+                results.append(one(path, folder))
+            return results
 
     if client is not None:
         return _run_on(client, paths, dirs, one, options, batch)

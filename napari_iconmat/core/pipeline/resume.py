@@ -28,6 +28,7 @@ from ..io.manifest import (
 )
 from ..io.writers import OutputWriter, atomic_write_bytes
 from ..reference import ReferenceQuery
+from .interrupt import check_interrupt, is_interrupt
 
 __all__ = ["RunInterrupted", "RunState", "matte_runs", "with_resume_hint"]
 
@@ -44,7 +45,7 @@ def with_resume_hint(exc: BaseException, done: int, total: int, out_dir: Path) -
         hint = f"{done} of {total} frames are done and kept in {out_dir}; run the same command again to resume"
     else:
         hint = f"all {total} frames are done and kept in {out_dir}; run the same command again to finish the outputs"
-    if isinstance(exc, KeyboardInterrupt):
+    if is_interrupt(exc):  # Ctrl-C, also as numba's SystemError around it
         return exc if isinstance(exc, RunInterrupted) else RunInterrupted(hint or "no frame was finished")
     # Only failures to write (a full disk, a vanished folder) go away by running again.
     cause = exc.__cause__
@@ -176,6 +177,7 @@ def matte_runs(source, query, engine, runs, writer, state: RunState, reference_i
     def report() -> None:
         if on_progress is not None:
             on_progress(len(state.done), total)
+        check_interrupt()  # Ctrl-C stops here, between frames, with everything done recorded
 
     for k, run in enumerate(runs):
         if not run.indices:  # the reference frame's own matte
@@ -203,6 +205,7 @@ def matte_runs(source, query, engine, runs, writer, state: RunState, reference_i
         if restored is not None and all(i in state.done for i in run.indices[: restored[0]] if i in run.emit):
             pos, track = restored
         for index, frame in source.iter_frames(run.indices[pos:]):
+            check_interrupt()
             emit = index in run.emit
             matte, track = engine.matte_frame(frame, query, state=track, with_foreground=writer.needs_foreground and emit)
             pos += 1

@@ -42,6 +42,7 @@ from ..prompt import PROMPT_KINDS, Prompt, make_prompt
 from ..reference import ReferenceQuery, reference_signature
 from ..registry import check_engine_params, get_engine_class, make_engine
 from .propagate import DIRECTIONS, count_outputs, parse_range, plan_runs
+from .interrupt import check_interrupt, with_deferred_sigint
 from .resume import RunInterrupted, RunState, matte_runs, with_resume_hint
 
 __all__ = [
@@ -319,6 +320,7 @@ def _encode_or_load(engine, image: np.ndarray, prompt: Prompt, cache_dir) -> tup
 # ---------------------------------------------------------------- the main job
 
 
+@with_deferred_sigint  # Ctrl-C stops between frames (core/pipeline/interrupt.py)
 def matte_sequence(
     input,
     *,
@@ -569,9 +571,12 @@ def matte_sequence(
                 def on_matte(index, matte):
                     if matte.explain:
                         write_explain_maps(out_dir / "explain", index, matte.explain)
+            check_interrupt()
             (runner or matte_runs)(source, query, matter, runs, writer, state, reference_index, total, on_progress, on_matte=on_matte)
+            check_interrupt()
             state.finish()
             outputs = writer.close(release=False)
+            check_interrupt()  # a Ctrl-C while the outputs were assembled: the next run finishes them again
         except BaseException as exc:
             done = len(state.done) if state is not None else 0
             if state is not None and state.record is not None and out_dir.is_dir():

@@ -27,7 +27,7 @@ from napari_iconmat.core.evaluation.synth import write_synth
 
 HAS_DISTRIBUTED = importlib.util.find_spec("distributed") is not None
 needs_dask = pytest.mark.skipif(not HAS_DISTRIBUTED, reason="needs the distributed package")
-PARAMS = {"working_size": 48}
+PARAMS = {"working_size": 64}
 TIMEOUT = 120  # seconds; a run on a healthy 2-process cluster takes a few
 
 
