@@ -145,6 +145,45 @@ def expand_inputs(inputs: Sequence[Any]) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
+def refuse_split_sequence(paths: Sequence[str]) -> None:
+    """InputError when several inputs are single images that look like one sequence.
+
+    An unquoted shell glob (``iconmat matte frames/*.png ...``) reaches iconmat as one
+    input per image; each would be matted on its own, against itself. Images in one
+    folder, of one size, with the same name apart from a number, are refused with a
+    line that says to pass their folder.
+    """
+    from ..io.readers import IMAGE_SUFFIXES
+
+    if len(paths) < 2:
+        return
+    files = [Path(p) for p in paths]
+    if not all(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in files):
+        return
+    if len({p.parent.resolve() for p in files}) != 1:
+        return
+    stems = [re.sub(r"\d+", "#", p.stem) for p in files]
+    if len(set(stems)) != 1 or "#" not in stems[0]:
+        return
+    sizes = set()
+    for p in (files[0], files[len(files) // 2], files[-1]):
+        try:
+            from PIL import Image
+
+            with Image.open(p) as image:
+                sizes.add(image.size)
+        except Exception:  # unreadable: the run names it later
+            return
+    if len(sizes) != 1:
+        return
+    folder = files[0].parent
+    raise InputError(
+        f"{len(files)} images of {folder} ({files[0].name} ... {files[-1].name}) were given as {len(files)} separate "
+        f"inputs (an unquoted shell glob?): pass the folder {folder} as one input to matte them as one sequence "
+        "(add --order collection to matte each image on its own)"
+    )
+
+
 def input_dirs(inputs: Sequence[str], out_dir) -> list[Path]:
     """The output folder of each input: ``out_dir`` for a single input, else ``out_dir/<name>``.
 
@@ -304,6 +343,7 @@ def matte_inputs(
     if isinstance(options.get("engine_params") or {}, dict):  # (matte_sequence says what else is wrong)
         check_engine_params(options.get("engine", "classical"), options.get("engine_params") or {})  # once, before any input
     paths = expand_inputs(inputs)
+    refuse_split_sequence(paths)
     dirs = input_dirs(paths, out_dir)
     progress = JobProgress(paths, on_progress)
     distributed = workers is not None or scheduler is not None or client is not None

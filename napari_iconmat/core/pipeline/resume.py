@@ -23,6 +23,7 @@ from ..io.manifest import (
     expand_ranges,
     load_arrays,
     read_manifest,
+    read_record,
     save_arrays,
     to_ranges,
 )
@@ -90,12 +91,19 @@ class RunState:
                     path.unlink(missing_ok=True)
             return state
         if previous is not None or problem or state.path.exists():
+            # One line whenever an earlier run is replaced, finished or not; only what its record
+            # says it wrote is deleted.
             if previous is not None and not previous.get("complete"):
                 why = _difference(previous["identity"], identity)
                 warnings.warn(f"{out_dir} holds an unfinished run of {why}: starting over", stacklevel=4)
+            elif previous is not None:
+                why = "the same command" if previous["identity"] == identity else _difference(previous["identity"], identity)
+                warnings.warn(f"{out_dir} holds a finished run of {why}: replacing it", stacklevel=4)
             elif problem:
                 warnings.warn(f"cannot resume: {problem}; starting over", stacklevel=4)
-            clear_run_outputs(out_dir)
+            else:
+                warnings.warn(f"{out_dir} holds a finished run of another version: replacing it", stacklevel=4)
+            clear_run_outputs(out_dir, read_record(state.path))
         return state
 
     def query(self, engine, image, prompt, cache_dir, encode_or_load):

@@ -33,7 +33,7 @@ from ..errors import InputError, QueryMismatchError
 from ..evaluation.sheet import make_contact_sheet
 from ..explain import write_explain_maps
 from ..frames import check_frame
-from ..io.containers import FrameTiming
+from ..io.containers import VIDEO_FORMATS, FrameTiming
 from ..io.manifest import MANIFEST_FORMAT, RUN_RECORD, input_identity, to_ranges
 from ..io.readers import FrameSource, open_frames, read_image
 from ..io.writers import FORMATS, OutputWriter
@@ -480,6 +480,12 @@ def matte_sequence(
     try:
         length = len(source)
         start, stop = _frame_range(frame_range, length)
+        one_size = [fmt for fmt in formats if fmt in VIDEO_FORMATS]
+        if one_size and not source.ordered:  # before the first frame, not at the assembly
+            raise InputError(
+                f"--format {', '.join(one_size)} needs frames of one size, but the images of {_input_name(input)} "
+                "differ in size: leave out the video formats (png, tiff, zarr keep each size)"
+            )
         if reference_frame is not None:
             reference_index = _reference_index(reference_frame, length)
             image = check_frame(source[reference_index], what=f"reference frame {reference_index}")
