@@ -118,8 +118,10 @@ class RunState:
         query, source, path = encode_or_load(engine, image, prompt, cache_dir)
         try:
             query.save(saved)
-        except (OSError, InputError) as exc:
-            raise InputError(f"cannot write {saved}: {getattr(exc, 'strerror', None) or exc}") from None
+        except InputError:
+            raise  # it names the file and the reason already ("cannot write X: ...")
+        except OSError as exc:
+            raise InputError(f"cannot write {saved}: {exc.strerror or exc}") from None
         self.previous_query = query.signature
         return query, source, path
 

@@ -368,3 +368,27 @@ def test_sigint_anywhere_in_video_format_runs_is_one_line_and_resumes(tmp_path_f
     with open_frames(out / "matte.mov") as got, open_frames(expected / "matte.mov") as want:
         for i in range(len(want)):
             np.testing.assert_array_equal(got[i], want[i])
+
+
+def test_disk_full_at_start_says_it_once(sample, tmp_path, monkeypatch):
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(InputError) as caught:
+        _run(sample, tmp_path, formats="png")
+    message = str(caught.value)
+    assert message.count("cannot write") == 1 and "No space left on device" in message, message
+
+
+def test_a_damaged_frame_file_is_named_without_a_resume_hint(sample, tmp_path):
+    import shutil
+
+    frames = tmp_path / "frames"
+    shutil.copytree(sample / "frames", frames)
+    damaged = frames / "00007.png"
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    with pytest.raises(InputError) as caught:
+        _run(sample, tmp_path / "out", input=frames, formats="png")
+    message = str(caught.value)
+    assert str(damaged) in message and "fix or remove that file" in message and "resume" not in message, message

@@ -203,7 +203,16 @@ class IconMattingEngine(Engine):
                 load_decoder_weights(model.decoder, decoder_path)
                 decoder_id = sha256_file(decoder_path)
         else:
-            decoder_path = find_decoder_checkpoint(decoder)
+            missing = []  # every missing piece named at once, not the first only
+            try:
+                decoder_path = find_decoder_checkpoint(decoder)
+            except WeightsNotFoundError as exc:
+                decoder_path = None
+                missing.append(str(exc))
+            try:
+                resolve_pretrained(sd_model, what=_SD_WHAT, required=SD_REQUIRED_FILES)
+            except WeightsNotFoundError as exc:
+                missing.append(f"{exc} (or pass --engine-option sd_model=FOLDER)")
             config = IconMattingConfig(sd_model=str(sd_model), **common)
             if resolution != 768:
                 warnings.warn(
@@ -212,7 +221,10 @@ class IconMattingEngine(Engine):
                     stacklevel=2,
                 )
             decoder_net = InContextDecoder(config)
-            load_decoder_weights(decoder_net, decoder_path)  # before SD: a bad checkpoint fails in a second
+            if decoder_path is not None:
+                load_decoder_weights(decoder_net, decoder_path)  # before SD: a bad checkpoint fails in a second
+            if missing:
+                raise WeightsNotFoundError("; ".join(missing))
             model = InContextMatting.from_pretrained(sd_model, None, config)
             model.decoder = decoder_net
             decoder_id = sha256_file(decoder_path)
