@@ -28,7 +28,7 @@ import sys
 import warnings
 
 from . import __version__
-from .core.errors import IconmatError, InputError
+from .core.errors import IconmatError, InputError, Notice
 from .core.io.writers import FORMAT_HELP, FORMATS
 from .core.pipeline.propagate import DIRECTIONS
 from .core.prompt import PROMPT_KINDS
@@ -51,7 +51,8 @@ def _one_line(text) -> str:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"iconmat: warning: {_one_line(message)}", file=sys.stderr)
+    kind = "note" if isinstance(category, type) and issubclass(category, Notice) else "warning"
+    print(f"iconmat: {kind}: {_one_line(message)}", file=sys.stderr, flush=True)
 
 
 class _Progress:
