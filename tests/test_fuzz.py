@@ -290,8 +290,14 @@ def test_cli_sigint_at_random_moments_of_video_runs(fraction, formats):
     command = [sys.executable, "-m", "napari_iconmat.cli", "matte", str(_sigint_sample() / "frames"), "--reference-frame", "0",
                "--mask", str(_sigint_sample() / "reference_mask.png"), "--out", str(folder / "out"), "--format", formats, "--quiet"]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    seconds = _sigint_run_seconds()  # measured first, alone
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(fraction * _sigint_run_seconds())
+    # From the moment the run has its output folder (the interpreter's start-up and imports are
+    # Python's, not iconmat's: a SIGINT then kills it before any handler exists) to its end.
+    deadline = time.monotonic() + 120
+    while process.poll() is None and not (folder / "out").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(fraction * seconds)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     lines = [line for line in err.splitlines() if not line.startswith(("iconmat: warning:", "iconmat: note:"))]
@@ -314,7 +320,7 @@ def _sigint_sample() -> Path:
 
 @lru_cache(maxsize=None)
 def _sigint_run_seconds() -> float:
-    """How long an uninterrupted run takes here (start-up included): SIGINT lands anywhere in it."""
+    """How long an uninterrupted run takes here (start-up included, so SIGINT can also land after the end)."""
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "napari_iconmat.cli", "matte", str(_sigint_sample() / "frames"), "--reference-frame", "0",
                     "--mask", str(_sigint_sample() / "reference_mask.png"), "--out", str(_workdir() / "sigint-whole"),
