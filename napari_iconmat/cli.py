@@ -24,11 +24,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from . import __version__
-from .core.errors import IconmatError, InputError
+from .core.errors import IconmatError, InputError, Notice
 from .core.io.writers import FORMAT_HELP, FORMATS
 from .core.pipeline.propagate import DIRECTIONS
 from .core.prompt import PROMPT_KINDS
@@ -51,7 +53,8 @@ def _one_line(text) -> str:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"iconmat: warning: {_one_line(message)}", file=sys.stderr)
+    kind = "note" if isinstance(category, type) and issubclass(category, Notice) else "warning"
+    print(f"iconmat: {kind}: {_one_line(message)}", file=sys.stderr, flush=True)
 
 
 class _Progress:
@@ -555,22 +558,31 @@ def main(argv: list[str] | None = None) -> int:
         found a checkpoint that does not load strictly; 2 bad usage or an
         :class:`IconmatError` (one line on stderr); 130 interrupted.
     """
-    parser = _build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version and usage errors
-        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
         try:
-            return args.func(args)
-        except IconmatError as exc:
-            print(f"iconmat: error: {_one_line(exc)}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt as exc:
-            detail = _one_line(exc)
-            print(f"iconmat: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
-            return 130
+            args = _build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help, --version and usage errors
+            return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            try:
+                return args.func(args)
+            except IconmatError as exc:
+                print(f"iconmat: error: {_one_line(exc)}", file=sys.stderr)
+                return 2
+    except (KeyboardInterrupt, SystemError) as exc:
+        from .core.pipeline.interrupt import is_interrupt
+
+        if not is_interrupt(exc):
+            raise
+        # numba turns a KeyboardInterrupt into SystemError: the interrupt is what happened
+        detail = _one_line(exc) if isinstance(exc, KeyboardInterrupt) else ""
+        print(f"iconmat: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
+        return 130
+    finally:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            # The command is over: a Ctrl-C during the interpreter's shutdown would only print a traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -65,9 +65,9 @@ def test_matte_formats_repeatable_and_comma_separated(sample, tmp_path, capsys):
 
 
 def test_engine_options_reach_the_engine(sample, tmp_path):
-    assert _matte(sample, tmp_path, "--engine-option", "working_size=48", "--engine-option", "temporal=0", "--quiet") == 0
+    assert _matte(sample, tmp_path, "--engine-option", "working_size=64", "--engine-option", "temporal=0", "--quiet") == 0
     params = json.loads((tmp_path / "iconmat-run.json").read_text())["engine"]["params"]
-    assert params["working_size"] == 48 and params["temporal"] == 0
+    assert params["working_size"] == 64 and params["temporal"] == 0
 
 
 @pytest.mark.parametrize("option, expected", [("working_size", "are KEY=VALUE pairs"), ("no_such=1", "has no option 'no_such'")])
@@ -310,3 +310,20 @@ def test_matte_into_a_folder_in_use(sample, tmp_path, capsys):
         assert _matte(sample, tmp_path, "--quiet") == 2
     assert "is in use by another iconmat run" in _one_line_error(capsys.readouterr().err)
     assert not (tmp_path / "alpha").exists()
+
+
+def test_an_unquoted_glob_of_one_sequence_is_refused(sample, tmp_path, capsys):
+    frames = sorted(str(p) for p in (sample / "frames").iterdir())  # what the shell makes of frames/*.png
+    code = main(["matte", *frames, "--reference-frame", "0", "--mask", str(sample / "reference_mask.png"), "--out", str(tmp_path / "o")])
+    line = _one_line_error(capsys.readouterr().err)
+    assert code == 2 and f"{N} images of {sample / 'frames'}" in line and f"pass the folder {sample / 'frames'}" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_single_images_that_are_no_sequence_still_run(sample, tmp_path, capsys):
+    a, b = tmp_path / "cat.png", tmp_path / "dog.png"
+    for path in (a, b):
+        cv2.imwrite(str(path), cv2.imread(str(sample / "frames" / "00000.png")))
+    code = main(["matte", str(a), str(b), "--reference", str(sample / "frames" / "00000.png"),
+                 "--mask", str(sample / "reference_mask.png"), "--out", str(tmp_path / "o"), "--quiet"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err

@@ -9,7 +9,10 @@ Inputs: truncated, zero-length, byte-flipped and garbage-prefixed videos and
 images, wrong extensions, a text file named .mp4, frames of odd sizes (1x1 to
 4097x3), a video whose frame size changes midway, NaN and Inf in float TIFFs,
 masks of the wrong size or dtype, and damaged reference-query caches and run
-manifests (after which the output must equal an uninterrupted run's).
+manifests (after which the output must equal an uninterrupted run's), random
+``--engine-option`` values (any name of any engine's ``option_specs``, any JSON or
+text value), and SIGINT at random moments of runs with video formats (then the one
+"interrupted" line and exit 130, and the same command finishes the run).
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +56,7 @@ FAST = settings(
     phases=[Phase.explicit, Phase.generate, Phase.shrink],
 )
 H, W, T = 32, 48, 5
-ENGINE = ["--engine-option", "working_size=48"]
+ENGINE = ["--engine-option", "working_size=64"]
 
 
 @lru_cache(maxsize=None)
@@ -193,7 +200,7 @@ def _cli(argv: list[str]) -> tuple[int, str]:
 
 
 def _check_outcome(code: int, err: str, out: Path, what: str) -> None:
-    lines = [line for line in err.splitlines() if not line.startswith("iconmat: warning:")]
+    lines = [line for line in err.splitlines() if not line.startswith(("iconmat: warning:", "iconmat: note:"))]
     assert "Traceback" not in err, (what, err)
     record = out / RUN_RECORD
     complete = record.is_file() and json.loads(record.read_text()).get("complete") is True
@@ -215,6 +222,111 @@ def test_cli_on_damaged_inputs(case, formats):
     code, err = _cli(["matte", str(path), "--reference-frame", "0", "--mask", str(_originals()["mask"]),
                       "--out", str(out), "--format", formats, "--quiet", *ENGINE])  # fmt: skip
     _check_outcome(code, err, out, what)
+
+
+def _option_values():
+    return st.one_of(
+        st.integers(-10**6, 10**6), st.sampled_from([0, 1, 63, 64, 8192, 8193, 2**31, -1]),
+        st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 0.001, 0.5, 1.0, 1.5, 1e-9, 1e9]),
+        st.booleans(), st.none(), st.sampled_from(["big", "wide", "", "closed-form", "vitmatte", "auto", "[1, 2]", "{}"]),
+        st.text(max_size=8),
+    )  # fmt: skip
+
+
+def _option_text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@FAST
+@given(st.data())
+def test_cli_with_random_engine_options(data):
+    """Random values for random options of the classical engine (and names it does not have): a run or one line."""
+    from napari_iconmat.core.engines.classical.engine import ClassicalEngine
+
+    names = sorted(ClassicalEngine.option_specs) + ["no_such_option", "Working-Size"]
+    chosen = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
+    options = []
+    for name in chosen:
+        value = data.draw(_option_values())
+        if name == "refiner" and value == "vitmatte":
+            value = "closed-form"  # ViTMatte's weights: not a fuzz case
+        options += ["--engine-option", f"{name}={_option_text(value)}"]
+    if not any(o.startswith("working_size=") for o in options):
+        options += ENGINE
+    out = Path(tempfile.mkdtemp(dir=_workdir())) / "out"
+    code, err = _cli(["matte", str(_originals()["mp4"]), "--reference-frame", "0", "--mask", str(_originals()["mask"]),
+                      "--out", str(out), "--format", "png", "--quiet", *options])  # fmt: skip
+    _check_outcome(code, err, out, " ".join(options))
+    if code == 2:
+        assert "engine classical" in err or "has no option" in err or "KEY=VALUE" in err, (options, err)
+
+
+@FAST
+@given(st.sampled_from(["icmp", "iconmat"]), st.data())
+def test_cli_engine_options_of_other_engines_are_checked_first(engine, data):
+    """A bad value for an ICMP or IconMatting option: one line naming it, before any weights are looked for."""
+    from napari_iconmat.core.registry import get_engine_class
+
+    specs = get_engine_class(engine).option_specs
+    name = data.draw(st.sampled_from(sorted(n for n, o in specs.items() if o.kind in ("int", "float") or o.choices)))
+    spec = specs[name]
+    bad = "nonsense" if spec.choices else data.draw(st.sampled_from(["big", -10**9, 10**20, "nan", True]))  # outside every range
+    out = Path(tempfile.mkdtemp(dir=_workdir())) / "out"
+    code, err = _cli(["matte", str(_originals()["mp4"]), "--reference-frame", "0", "--mask", str(_originals()["mask"]),
+                      "--out", str(out), "--engine", engine, "--engine-option", f"{name}={_option_text(bad)}"])  # fmt: skip
+    assert code == 2 and err.strip().startswith(f"iconmat: error: engine {engine}: {name} must be"), (name, bad, err)
+    assert not out.exists()
+
+
+_SIGINT_EXAMPLES = max(2, _CAMPAIGN // 10)
+
+
+@settings(FAST, max_examples=_SIGINT_EXAMPLES, deadline=None)
+@given(st.floats(0.0, 1.0), st.sampled_from(["png,prores", "png,webm", "prores,webm,matte", "rgba,prores,webm"]))
+def test_cli_sigint_at_random_moments_of_video_runs(fraction, formats):
+    """A real `iconmat matte` with video formats gets SIGINT at a random moment (importing, matting,
+    assembling): the one "interrupted" line and exit 130, or a finished run; the same command then finishes."""
+    folder = Path(tempfile.mkdtemp(dir=_workdir()))
+    command = [sys.executable, "-m", "napari_iconmat.cli", "matte", str(_sigint_sample() / "frames"), "--reference-frame", "0",
+               "--mask", str(_sigint_sample() / "reference_mask.png"), "--out", str(folder / "out"), "--format", formats, "--quiet"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    seconds = _sigint_run_seconds()  # measured first, alone
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # From the moment the run has its output folder (the interpreter's start-up and imports are
+    # Python's, not iconmat's: a SIGINT then kills it before any handler exists) to its end.
+    deadline = time.monotonic() + 120
+    while process.poll() is None and not (folder / "out").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(fraction * seconds)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if not line.startswith(("iconmat: warning:", "iconmat: note:"))]
+    assert "Traceback" not in err, err
+    assert process.returncode in (0, 130), (process.returncode, err)
+    if process.returncode == 130:
+        assert len(lines) == 1 and lines[0].startswith("iconmat: interrupted"), err
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    record = json.loads((folder / "out" / RUN_RECORD).read_text())
+    assert record["complete"] is True
+
+
+@lru_cache(maxsize=None)
+def _sigint_sample() -> Path:
+    from napari_iconmat.core.evaluation.synth import write_synth
+
+    return write_synth("video", _workdir() / "sigint", frames=5, size=(160, 120), seed=5)
+
+
+@lru_cache(maxsize=None)
+def _sigint_run_seconds() -> float:
+    """How long an uninterrupted run takes here (start-up included, so SIGINT can also land after the end)."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "napari_iconmat.cli", "matte", str(_sigint_sample() / "frames"), "--reference-frame", "0",
+                    "--mask", str(_sigint_sample() / "reference_mask.png"), "--out", str(_workdir() / "sigint-whole"),
+                    "--format", "png,prores,webm", "--quiet"], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    return time.monotonic() - started
 
 
 @FAST
@@ -313,7 +425,7 @@ def test_cli_on_masks_of_any_size_and_dtype(shape, dtype, channels, content, suf
 def _interrupted_run() -> tuple[Path, Path, Path]:
     """(an uninterrupted output, an interrupted one, a filled query cache), made once."""
     root = _workdir() / "runs"
-    options = dict(mask=_originals()["mask"], reference_frame=2, formats="png,tiff", engine_params={"working_size": 48})
+    options = dict(mask=_originals()["mask"], reference_frame=2, formats="png,tiff", engine_params={"working_size": 64})
     matte_sequence(_originals()["tif"], out_dir=root / "whole", cache_dir=root / "cache", **options)
 
     def cancel(done, total):

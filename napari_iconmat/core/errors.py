@@ -11,6 +11,9 @@ a notification. Anything else escaping the core is a bug and keeps its traceback
      ├── QueryMismatchError      a saved reference query does not match what it is used for
      ├── WeightsNotFoundError    an engine's weights are not on this machine
      └── CheckpointError         a checkpoint was found but does not have the expected layout
+
+:class:`Notice` (a ``UserWarning``) is not an error: a one-line note on something slow
+that is about to happen (the CLI prints it as ``iconmat: note: ...``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ __all__ = [
     "QueryMismatchError",
     "WeightsNotFoundError",
     "CheckpointError",
+    "Notice",
 ]
 
 
@@ -42,3 +46,7 @@ class WeightsNotFoundError(IconmatError):
 
 class CheckpointError(IconmatError):
     """A checkpoint exists but its contents are not what the engine expects."""
+
+
+class Notice(UserWarning):
+    """Not a problem: a note on something slow that is about to happen (e.g. compiling the matting kernels)."""

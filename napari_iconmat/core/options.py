@@ -10,6 +10,8 @@ get the same one-line :class:`~napari_iconmat.core.errors.InputError`.
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -23,9 +25,12 @@ class Option:
 
     Attributes
     ----------
-    kind : {'int', 'float', 'bool', 'str'}
+    kind : {'int', 'float', 'bool', 'str', 'path'}
+        ``'path'``: a folder, file or hub id, as a string or ``os.PathLike`` (kept as given).
     low, high : float, optional
         Inclusive bounds of a number.
+    multiple : int, optional
+        An integer must be a multiple of this.
     choices : tuple of str, optional
         The accepted strings (``kind='str'``).
     allow_none : bool
@@ -40,11 +45,14 @@ class Option:
     choices: tuple[str, ...] | None = None
     allow_none: bool = False
     help: str = ""
+    multiple: int | None = None
 
     def describe(self) -> str:
         """The accepted values in words, e.g. ``'an integer >= 64'``."""
         if self.kind == "str":
-            text = "one of " + ", ".join(repr(c) for c in self.choices) if self.choices else "a string"
+            text = "one of " + ", ".join(self.choices) if self.choices else "a string"
+        elif self.kind == "path":
+            text = "a path or model id"
         elif self.kind == "bool":
             text = "true or false"
         else:
@@ -55,6 +63,8 @@ class Option:
                 text += f" >= {_number(self.low)}"
             elif self.high is not None:
                 text += f" <= {_number(self.high)}"
+            if self.multiple:
+                text += f", a multiple of {self.multiple}"
         return text + (" (or null)" if self.allow_none else "")
 
     def check(self, value):
@@ -67,14 +77,18 @@ class Option:
             if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
                 return value.lower() in ("true", "yes", "1", "on")
             raise ValueError(self.describe())
+        if self.kind == "path":
+            if isinstance(value, os.PathLike) or (isinstance(value, str) and value.strip()):
+                return value
+            raise ValueError(self.describe())
         if self.kind == "str":
             if not isinstance(value, str) or (self.choices and value not in self.choices):
                 raise ValueError(self.describe())
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
             raise ValueError(self.describe())
         if self.kind == "int":
-            if isinstance(value, float) and not value.is_integer():
+            if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and float(value).is_integer()):
                 raise ValueError(self.describe())
             value = int(value)
         else:
@@ -82,6 +96,8 @@ class Option:
             if not math.isfinite(value):
                 raise ValueError(self.describe())
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise ValueError(self.describe())
+        if self.multiple and value % self.multiple:
             raise ValueError(self.describe())
         return value
 

@@ -10,7 +10,8 @@ and renames it into place, so a file under its final name is always complete.
 format     file                        codec / layout
 =========  ==========================  =====================================================
 prores     ``matte.mov``               ProRes 4444 (``prores_ks`` profile 4), yuva444p10le,
-                                       BT.709; colour = foreground, alpha = matte
+                                       BT.709; colour = foreground, alpha = matte (planes
+                                       computed exactly in numpy, :mod:`.yuv`)
 webm       ``matte.webm``              VP9 (``libvpx-vp9``) yuva420p, CRF 15; colour +
                                        alpha (read it back with libvpx-vp9, see
                                        :mod:`.video`)
@@ -41,6 +42,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import InputError
+from .yuv import yuva_frame
 
 __all__ = ["DEFAULT_FPS", "FrameTiming", "VIDEO_FORMATS", "check_encoders", "write_video", "write_zarr"]
 
@@ -253,14 +255,14 @@ def _open_stream(container, codec: str, pix_fmt: str, options: dict, shape: tupl
 
 def _to_frame(array: np.ndarray, fmt: str, pix_fmt: str):
     import av
-    from av.video.reformatter import ColorRange, Colorspace
 
     array = np.ascontiguousarray(array)
     if fmt == "matte":
         return av.VideoFrame.from_ndarray(array, format="gray16le" if array.dtype == np.uint16 else "gray")
-    frame = av.VideoFrame.from_ndarray(array, format="rgba64le")
-    # Convert here so that the matrix matches the BT.709 tags of the stream.
-    return frame.reformat(format=pix_fmt, dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG)
+    # The planes are computed here, in numpy (BT.709, as the stream is tagged), and handed to the
+    # encoder in its own pixel format: no libswscale conversion, whose sliced runs left alpha
+    # unwritten at slice boundaries on some calls (PyAV 18.1), runs on the way.
+    return yuva_frame(array, pix_fmt)
 
 
 def write_zarr(

@@ -39,6 +39,7 @@ __all__ = [
     "input_identity",
     "load_arrays",
     "read_manifest",
+    "read_record",
     "save_arrays",
     "to_ranges",
 ]
@@ -50,8 +51,8 @@ RUN_RECORD = "iconmat-run.json"
 RUN_DIR = ".iconmat"
 # Bytes hashed from each end of an input file, next to its size and mtime.
 _EDGE_BYTES = 1 << 16
-_FRAME_FILE = re.compile(r"^[0-9]+\.png$")
-_ASSEMBLED = ("alpha.tif", "alpha.zarr", "matte.mov", "matte.webm", "alpha.mov")
+#: format -> the file a run assembles for it
+_ASSEMBLED = {"tiff": "alpha.tif", "tiff16": "alpha.tif", "zarr": "alpha.zarr", "prores": "matte.mov", "webm": "matte.webm", "matte": "alpha.mov"}
 
 
 def to_ranges(indices: Iterable[int]) -> list[list[int]]:
@@ -210,30 +211,63 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
         raise InputError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
 
 
-def clear_run_outputs(out_dir: Path) -> None:
-    """Delete what an earlier run wrote into ``out_dir``: frame PNGs, stacks, videos, run state.
+def clear_run_outputs(out_dir: Path, record: dict | None = None) -> None:
+    """Delete what an earlier run recorded that it wrote into ``out_dir``, and its run state.
 
-    Only names this package writes are removed (``alpha/NNNNN.png``,
-    ``rgba/NNNNN.png``, ``explain/<map>/NNNNN.png``, the assembled files, the temporaries of killed writes
-    and ``.iconmat/`` except its lock). Call it holding the folder's lock.
+    Only files the run's manifest ``record`` names are removed: ``alpha/NNNNN.png``,
+    ``rgba/NNNNN.png`` (with format ``rgba``) and ``explain/<map>/NNNNN.png`` of the
+    frames it lists as done, the assembled file of each of its formats, the
+    temporaries of killed writes and ``.iconmat/`` except its lock. Files a user put
+    there (``alpha/00099.png`` of no recorded frame, ``notes.txt``) stay; without a
+    readable record, no frame or assembled file is removed. Call it holding the
+    folder's lock.
     """
     remove_temporaries(out_dir)
+    done, formats = _recorded_outputs(record)
     explain = out_dir / "explain"  # explain/<map>/NNNNN.png
-    folders = [out_dir / "alpha", out_dir / "rgba"]
+    folders = [out_dir / "alpha"] + ([out_dir / "rgba"] if "rgba" in formats else [])
     if explain.is_dir():
         folders += [path for path in explain.iterdir() if path.is_dir()]
     for directory in folders:
         if directory.is_dir():
-            for path in directory.iterdir():
-                if _FRAME_FILE.match(path.name) and path.is_file():
+            for index in done:
+                path = directory / f"{index:05d}.png"
+                if path.is_file():
                     path.unlink(missing_ok=True)
-    for name in _ASSEMBLED:
-        path = out_dir / name
+    for fmt in formats:
+        name = _ASSEMBLED.get(fmt)
+        path = out_dir / name if name else None
+        if path is None:
+            continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         elif path.exists():
             path.unlink(missing_ok=True)
     clear_run_state(out_dir, keep_parts=False)
+
+
+def read_record(path: Path) -> dict | None:
+    """The run record at ``path`` as it is (any version, complete or not), or None when unreadable."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _recorded_outputs(record) -> tuple[set[int], set[str]]:
+    """(frames done, formats) a run record says its run wrote; empty when it says nothing usable."""
+    if not isinstance(record, dict):
+        return set(), set()
+    formats = record.get("formats")
+    formats = {f for f in formats if isinstance(f, str)} if isinstance(formats, list) else set()
+    progress = record.get("progress")
+    frames = record.get("input_frames")
+    try:
+        done = expand_ranges(progress.get("done"), limit=frames if type(frames) is int and frames > 0 else 10**7)
+    except (AttributeError, TypeError, ValueError, InputError):
+        done = set()
+    return done, formats
 
 
 def clear_run_state(out_dir: Path, *, keep_parts: bool = True) -> None:

@@ -381,7 +381,11 @@ class _FolderSource(FrameSource):
         return len(sizes) == 1
 
     def _read(self, index: int) -> np.ndarray:
-        return read_image(self.files[index])
+        try:
+            return read_image(self.files[index])
+        except InputError as exc:
+            # A damaged frame file fails again on every run: say which, and what to do (no resume hint).
+            raise InputError(f"{exc}; fix or remove that file from {self.path}") from None
 
 
 class _TiffSource(FrameSource):

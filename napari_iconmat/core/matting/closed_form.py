@@ -25,9 +25,34 @@ _LAPLACIAN_EPSILON = 1e-7
 
 def _pymatting():
     # pymatting JIT-compiles with numba on first import (~40 s cold): import on first use only
+    import sys
+
+    if "pymatting" not in sys.modules and not _kernels_cached():
+        import warnings
+
+        from ..errors import Notice
+
+        warnings.warn(Notice("compiling the matting kernels once, ~40 s (later runs reuse them)"), stacklevel=3)
     import pymatting
 
     return pymatting
+
+
+def _kernels_cached() -> bool:
+    """Whether numba's cache holds pymatting's compiled Laplacian (then the import takes seconds, not ~40 s)."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    if os.environ.get("NUMBA_CACHE_DIR"):  # then numba caches there only
+        roots = [Path(os.environ["NUMBA_CACHE_DIR"])]
+    else:  # next to the package (__pycache__)
+        spec = importlib.util.find_spec("pymatting")
+        roots = [Path(p) for p in (spec.submodule_search_locations or ())] if spec is not None else []
+    try:
+        return any(next(root.rglob("*laplacian*.nbi"), None) is not None for root in roots if root.is_dir())
+    except OSError:
+        return True  # cannot tell: say nothing
 
 
 def solve_alpha(

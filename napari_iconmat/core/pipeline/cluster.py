@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import IconmatError, InputError
+from .interrupt import check_interrupt, deferred_sigint
 from .run import RunSummary, matte_sequence
 
 __all__ = ["InputResult", "JobProgress", "connect", "expand_inputs", "input_dirs", "local_cluster", "matte_inputs"]
@@ -142,6 +143,45 @@ def expand_inputs(inputs: Sequence[Any]) -> list[str]:
         else:
             raise InputError(f"input not found: {text}")
     return list(dict.fromkeys(paths))
+
+
+def refuse_split_sequence(paths: Sequence[str]) -> None:
+    """InputError when several inputs are single images that look like one sequence.
+
+    An unquoted shell glob (``iconmat matte frames/*.png ...``) reaches iconmat as one
+    input per image; each would be matted on its own, against itself. Images in one
+    folder, of one size, with the same name apart from a number, are refused with a
+    line that says to pass their folder.
+    """
+    from ..io.readers import IMAGE_SUFFIXES
+
+    if len(paths) < 2:
+        return
+    files = [Path(p) for p in paths]
+    if not all(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in files):
+        return
+    if len({p.parent.resolve() for p in files}) != 1:
+        return
+    stems = [re.sub(r"\d+", "#", p.stem) for p in files]
+    if len(set(stems)) != 1 or "#" not in stems[0]:
+        return
+    sizes = set()
+    for p in (files[0], files[len(files) // 2], files[-1]):
+        try:
+            from PIL import Image
+
+            with Image.open(p) as image:
+                sizes.add(image.size)
+        except Exception:  # unreadable: the run names it later
+            return
+    if len(sizes) != 1:
+        return
+    folder = files[0].parent
+    raise InputError(
+        f"{len(files)} images of {folder} ({files[0].name} ... {files[-1].name}) were given as {len(files)} separate "
+        f"inputs (an unquoted shell glob?): pass the folder {folder} as one input to matte them as one sequence "
+        "(add --order collection to matte each image on its own)"
+    )
 
 
 def input_dirs(inputs: Sequence[str], out_dir) -> list[Path]:
@@ -298,7 +338,12 @@ def matte_inputs(
     for key in ("on_progress", "runner", "out_dir"):
         if key in options:
             raise InputError(f"matte_inputs sets {key!r} itself")
+    from ..registry import check_engine_params
+
+    if isinstance(options.get("engine_params") or {}, dict):  # (matte_sequence says what else is wrong)
+        check_engine_params(options.get("engine", "classical"), options.get("engine_params") or {})  # once, before any input
     paths = expand_inputs(inputs)
+    refuse_split_sequence(paths)
     dirs = input_dirs(paths, out_dir)
     progress = JobProgress(paths, on_progress)
     distributed = workers is not None or scheduler is not None or client is not None
@@ -314,7 +359,12 @@ def matte_inputs(
         return InputResult(path, folder, summary=summary)
 
     if not distributed:
-        return [one(path, folder) for path, folder in zip(paths, dirs)]
+        with deferred_sigint():  # Ctrl-C stops between frames, then between inputs
+            results = []
+            for path, folder in zip(paths, dirs):
+                check_interrupt()
+                results.append(one(path, folder))
+            return results
 
     if client is not None:
         return _run_on(client, paths, dirs, one, options, batch)

@@ -23,11 +23,13 @@ from ..io.manifest import (
     expand_ranges,
     load_arrays,
     read_manifest,
+    read_record,
     save_arrays,
     to_ranges,
 )
 from ..io.writers import OutputWriter, atomic_write_bytes
 from ..reference import ReferenceQuery
+from .interrupt import check_interrupt, is_interrupt
 
 __all__ = ["RunInterrupted", "RunState", "matte_runs", "with_resume_hint"]
 
@@ -44,7 +46,7 @@ def with_resume_hint(exc: BaseException, done: int, total: int, out_dir: Path) -
         hint = f"{done} of {total} frames are done and kept in {out_dir}; run the same command again to resume"
     else:
         hint = f"all {total} frames are done and kept in {out_dir}; run the same command again to finish the outputs"
-    if isinstance(exc, KeyboardInterrupt):
+    if is_interrupt(exc):  # Ctrl-C, also as numba's SystemError around it
         return exc if isinstance(exc, RunInterrupted) else RunInterrupted(hint or "no frame was finished")
     # Only failures to write (a full disk, a vanished folder) go away by running again.
     cause = exc.__cause__
@@ -92,12 +94,19 @@ class RunState:
                     path.unlink(missing_ok=True)
             return state
         if previous is not None or problem or state.path.exists():
+            # One line whenever an earlier run is replaced, finished or not; only what its record
+            # says it wrote is deleted.
             if previous is not None and not previous.get("complete"):
                 why = _difference(previous["identity"], identity)
                 warnings.warn(f"{out_dir} holds an unfinished run of {why}: starting over", stacklevel=4)
+            elif previous is not None:
+                why = "the same command" if previous["identity"] == identity else _difference(previous["identity"], identity)
+                warnings.warn(f"{out_dir} holds a finished run of {why}: replacing it", stacklevel=4)
             elif problem:
                 warnings.warn(f"cannot resume: {problem}; starting over", stacklevel=4)
-            clear_run_outputs(out_dir)
+            else:
+                warnings.warn(f"{out_dir} holds a finished run of another version: replacing it", stacklevel=4)
+            clear_run_outputs(out_dir, read_record(state.path))
         return state
 
     def query(self, engine, image, prompt, cache_dir, encode_or_load):
@@ -112,8 +121,10 @@ class RunState:
         query, source, path = encode_or_load(engine, image, prompt, cache_dir)
         try:
             query.save(saved)
-        except (OSError, InputError) as exc:
-            raise InputError(f"cannot write {saved}: {getattr(exc, 'strerror', None) or exc}") from None
+        except InputError:
+            raise  # it names the file and the reason already ("cannot write X: ...")
+        except OSError as exc:
+            raise InputError(f"cannot write {saved}: {exc.strerror or exc}") from None
         self.previous_query = query.signature
         return query, source, path
 
@@ -189,6 +200,7 @@ def matte_runs(source, query, engine, runs, writer, state: RunState, reference_i
     def report() -> None:
         if on_progress is not None:
             on_progress(len(state.done), total)
+        check_interrupt()  # Ctrl-C stops here, between frames, with everything done recorded
 
     for k, run in enumerate(runs):
         if not run.indices:  # the reference frame's own matte
@@ -217,6 +229,7 @@ def matte_runs(source, query, engine, runs, writer, state: RunState, reference_i
         if restored is not None and all(i in state.done for i in run.indices[: restored[0]] if i in run.emit):
             pos, track = restored
         for index, frame in source.iter_frames(run.indices[pos:]):
+            check_interrupt()
             emit = index in run.emit
             matte, track = engine.matte_frame(frame, query, state=track, with_foreground=writer.needs_foreground and emit)
             pos += 1

@@ -33,15 +33,16 @@ from ..errors import InputError, QueryMismatchError
 from ..evaluation.sheet import make_contact_sheet
 from ..explain import write_explain_maps
 from ..frames import check_frame
-from ..io.containers import FrameTiming
+from ..io.containers import VIDEO_FORMATS, FrameTiming
 from ..io.manifest import MANIFEST_FORMAT, RUN_RECORD, input_identity, to_ranges
 from ..io.readers import FrameSource, open_frames, read_image
 from ..io.writers import FORMATS, OutputWriter
 from ..io.writers import atomic_write_bytes
 from ..prompt import PROMPT_KINDS, Prompt, make_prompt
 from ..reference import ReferenceQuery, reference_signature
-from ..registry import get_engine_class, make_engine
+from ..registry import check_engine_params, get_engine_class, make_engine
 from .propagate import DIRECTIONS, count_outputs, parse_range, plan_runs
+from .interrupt import check_interrupt, with_deferred_sigint
 from .resume import RunInterrupted, RunState, matte_runs, with_resume_hint
 
 __all__ = [
@@ -356,6 +357,7 @@ def _encode_or_load(engine, image: np.ndarray, prompt: Prompt, cache_dir) -> tup
 # ---------------------------------------------------------------- the main job
 
 
+@with_deferred_sigint  # Ctrl-C stops between frames (core/pipeline/interrupt.py)
 def matte_sequence(
     input,
     *,
@@ -499,7 +501,7 @@ def matte_sequence(
         raise InputError(f"prompt kind must be one of {', '.join(PROMPT_KINDS)}, got {prompt_kind!r}")
     if engine_params is not None and not isinstance(engine_params, dict):
         raise InputError(f"engine parameters must be a dict, got {type(engine_params).__name__}")
-    get_engine_class(engine)  # unknown engine -> InputError naming the choices
+    check_engine_params(engine, engine_params or {})  # unknown engine, option or value -> one InputError, before any work
     if explain and not getattr(get_engine_class(engine), "supports_explain", False):
         raise InputError(f"engine {engine!r} makes no explain maps; explain works with the iconmat engine")
     formats = _normalise_formats(formats)
@@ -515,6 +517,12 @@ def matte_sequence(
     try:
         length = len(source)
         start, stop = _frame_range(frame_range, length)
+        one_size = [fmt for fmt in formats if fmt in VIDEO_FORMATS]
+        if one_size and not source.ordered:  # before the first frame, not at the assembly
+            raise InputError(
+                f"--format {', '.join(one_size)} needs frames of one size, but the images of {_input_name(input)} "
+                "differ in size: leave out the video formats (png, tiff, zarr keep each size)"
+            )
         if reference_frame is not None:
             reference_index = _reference_index(reference_frame, length)
             image = check_frame(source[reference_index], what=f"reference frame {reference_index}")
@@ -606,9 +614,12 @@ def matte_sequence(
                 def on_matte(index, matte):
                     if matte.explain:
                         write_explain_maps(out_dir / "explain", index, matte.explain)
+            check_interrupt()
             (runner or matte_runs)(source, query, matter, runs, writer, state, reference_index, total, on_progress, on_matte=on_matte)
+            check_interrupt()
             state.finish()
             outputs = writer.close(release=False)
+            check_interrupt()  # a Ctrl-C while the outputs were assembled: the next run finishes them again
         except BaseException as exc:
             done = len(state.done) if state is not None else 0
             if state is not None and state.record is not None and out_dir.is_dir():

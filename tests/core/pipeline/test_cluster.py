@@ -27,7 +27,7 @@ from napari_iconmat.core.evaluation.synth import write_synth
 
 HAS_DISTRIBUTED = importlib.util.find_spec("distributed") is not None
 needs_dask = pytest.mark.skipif(not HAS_DISTRIBUTED, reason="needs the distributed package")
-PARAMS = {"working_size": 48}
+PARAMS = {"working_size": 64}
 TIMEOUT = 120  # seconds; a run on a healthy 2-process cluster takes a few
 
 
@@ -140,7 +140,7 @@ def test_one_failing_input_does_not_stop_the_others(video, tmp_path):
 def test_cli_several_inputs_and_a_summary_each(video, collection, tmp_path, capsys):
     status = main(["matte", str(video / "frames"), str(collection / "frames"), "--out", str(tmp_path / "o"),
                    "--reference-frame", "0", "--mask", str(video / "reference_mask.png"),
-                   "--engine-option", "working_size=48", "--quiet"])  # fmt: skip
+                   "--engine-option", "working_size=64", "--quiet"])  # fmt: skip
     out = capsys.readouterr().out
     assert status == 0
     assert "2 of 2 inputs done." in out
@@ -261,7 +261,7 @@ def test_cli_scheduler_address(collection, client, tmp_path, capsys):
     status = _within(TIMEOUT, main, [
         "matte", str(collection / "frames"), "--out", str(tmp_path / "o"), "--order", "collection",
         "--reference-frame", "0", "--mask", str(collection / "reference_mask.png"),
-        "--engine-option", "working_size=48", "--scheduler", address, "--quiet",
+        "--engine-option", "working_size=64", "--scheduler", address, "--quiet",
     ])  # fmt: skip
     assert status == 0, capsys.readouterr().err
     assert_same_outputs(plain, tmp_path / "o")

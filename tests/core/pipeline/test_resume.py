@@ -229,7 +229,7 @@ def test_changed_input_or_reference_starts_over(sample, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _run(sample, out, input=frames, on_progress=cancel, formats="png")
     with pytest.warns(UserWarning, match="another reference, mask or engine setting"):
-        _run(sample, out, input=frames, formats="png", engine_params={"working_size": 48})
+        _run(sample, out, input=frames, formats="png", engine_params={"working_size": 80})
 
 
 def test_disk_full_stops_with_a_clear_message_and_resumes(sample, uninterrupted, tmp_path, monkeypatch):
@@ -328,3 +328,67 @@ def test_ranges_round_trip():
     for bad in ([[3, 1]], [[0, "2"]], "0-3", [[-1, 2]], [[0, 1, 2]]):
         with pytest.raises(ValueError):
             expand_ranges(bad)
+
+
+def test_sigint_anywhere_in_video_format_runs_is_one_line_and_resumes(tmp_path_factory, tmp_path):
+    """SIGINT at random moments of real runs (inside numba's solver, OpenCV, PyAV, the assembly):
+    always the one "interrupted" line and exit 130 (or a finished run), and the resume completes."""
+    big = write_synth("video", tmp_path_factory.mktemp("big"), frames=6, size=(320, 240), seed=4)
+    formats = "png,prores,webm"
+    expected = tmp_path / "expected"
+    matte_sequence(big / "frames", out_dir=expected, mask=big / "reference_mask.png", reference_frame=0, formats=formats)
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "napari_iconmat.cli", "matte", str(big / "frames"), "--reference-frame", "0",
+        "--mask", str(big / "reference_mask.png"), "--out", str(out), "--format", formats, "--quiet",
+    ]  # fmt: skip
+    rng = np.random.default_rng(0)
+    codes = []
+    for attempt in range(4):
+        process = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        start = _done(out)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and _done(out) <= start and time.monotonic() < deadline:
+            time.sleep(0.002)  # one more frame done: the matting code is warm
+        time.sleep(float(rng.uniform(0.0, 0.4)))  # somewhere inside the next frame
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        codes.append(process.returncode)
+        assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+        if process.returncode == 0:
+            break
+        assert process.returncode == 130, err
+        assert err.startswith("iconmat: interrupted"), err
+    assert 130 in codes, f"no run was interrupted: {codes}"
+    if codes[-1] == 130:
+        subprocess.run(command, env=_env(), check=True, capture_output=True)
+    assert _record(out)["complete"] is True
+    for name in sorted(p.name for p in (expected / "alpha").iterdir()):
+        assert (out / "alpha" / name).read_bytes() == (expected / "alpha" / name).read_bytes(), name
+    with open_frames(out / "matte.mov") as got, open_frames(expected / "matte.mov") as want:
+        for i in range(len(want)):
+            np.testing.assert_array_equal(got[i], want[i])
+
+
+def test_disk_full_at_start_says_it_once(sample, tmp_path, monkeypatch):
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(InputError) as caught:
+        _run(sample, tmp_path, formats="png")
+    message = str(caught.value)
+    assert message.count("cannot write") == 1 and "No space left on device" in message, message
+
+
+def test_a_damaged_frame_file_is_named_without_a_resume_hint(sample, tmp_path):
+    import shutil
+
+    frames = tmp_path / "frames"
+    shutil.copytree(sample / "frames", frames)
+    damaged = frames / "00007.png"
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    with pytest.raises(InputError) as caught:
+        _run(sample, tmp_path / "out", input=frames, formats="png")
+    message = str(caught.value)
+    assert str(damaged) in message and "fix or remove that file" in message and "resume" not in message, message

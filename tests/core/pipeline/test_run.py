@@ -355,3 +355,33 @@ def test_the_run_records_each_frames_confidence_and_lists_where_the_object_is_no
     record = _record(tmp_path)
     assert record["not_found"] == [[1, 1]] and record["confidence"]["1"] == 0.0 and set(record["confidence"]) == {"0", "1", "2"}
     assert cv2.imread(str(tmp_path / "alpha" / "00001.png"), cv2.IMREAD_UNCHANGED).max() == 0
+
+
+# ---------------------------------------------------------------- runs that silently did the wrong thing
+
+
+@pytest.mark.parametrize("formats", ["prores", "png,webm", "matte"])
+def test_video_formats_refuse_frames_of_different_sizes_before_any_frame(tmp_path, formats):
+    frames = [np.zeros((40, 50, 3), np.uint8), np.zeros((30, 50, 3), np.uint8)]
+    mask = np.zeros((40, 50), bool)
+    mask[10:20, 10:20] = True
+    with pytest.raises(InputError, match="needs frames of one size, but the images of .* differ in size"):
+        matte_sequence(frames, out_dir=tmp_path / "out", mask=mask, reference_frame=0, formats=formats)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_finished_run_replaced_warns_and_deletes_only_what_it_wrote(sample, tmp_path):
+    out = tmp_path / "out"
+    _run(sample, out, formats="png,tiff")
+    own = out / "alpha" / "00099.png"  # a user's file among iconmat's
+    cv2.imwrite(str(own), np.zeros((4, 4), np.uint8))
+    (out / "notes.txt").write_text("mine")
+    mask = read_image(sample / "reference_mask.png") > 0
+    mask = np.roll(mask, 2, axis=1)  # a changed mask
+    with pytest.warns(UserWarning, match="holds a finished run of another reference, mask or engine setting: replacing it"):
+        _run(sample, out, mask=mask, formats="png", frame_range="0:3")
+    assert _names(out / "alpha") == ["00000.png", "00001.png", "00002.png", "00099.png"]
+    assert own.is_file() and (out / "notes.txt").read_text() == "mine"
+    assert not (out / "alpha.tif").exists()  # the earlier run's tiff was its own
+    with pytest.warns(UserWarning, match="holds a finished run of the same command: replacing it"):
+        _run(sample, out, mask=mask, formats="png", frame_range="0:3")

@@ -45,7 +45,7 @@ from ...engine import Engine, EngineStatus, FrameMatte
 from ...errors import InputError
 from ...frames import intensity_range, to_rgb_float
 from ...matting.closed_form import estimate_foreground, solve_alpha
-from ...matting.refiners import DEFAULT_VITMATTE, make_refiner
+from ...matting.refiners import DEFAULT_VITMATTE, REFINERS, make_refiner
 from ...matting.trimap import band_width, trimap_from_mask
 from ...options import Option
 from ...prompt import Prompt
@@ -273,8 +273,42 @@ class ClassicalEngine(Engine):
     name = "classical"
     version = "4"  # 2: mirrored reference keypoints; 3: the reference's shape and matted alpha; 4: its strand share
     option_specs = {
-        "working_size": Option("int", low=16, high=8192, help="longest side (px) at which flow and graph cut run"),
+        "working_size": Option("int", low=64, high=8192, help="longest side (px) at which flow and graph cut run"),
+        "flow_weight": Option("float", low=0, high=100, help="weight of the carried alpha in the fusion"),
+        "colour_weight": Option("float", low=0, high=100, help="weight of the colour log-odds in the fusion"),
+        "smoothness": Option("float", low=0, high=1000, help="graph-cut pairwise weight"),
+        "band": Option("float", low=0.001, high=0.5, help="unknown-band half-width / sqrt(object area)"),
+        "temporal": Option("float", low=0, high=100, help="pull towards the previous alpha where nothing moved (0 = off)"),
+        "adapt": Option("float", low=0, high=1, help="how fast the colour model follows the sequence"),
+        "local_weight": Option("float", low=0, high=100, help="weight of the local colour log-odds"),
+        "local_window": Option("float", low=0.001, high=1, help="local colour window / sqrt(object area)"),
+        "margin": Option("float", low=0, high=10, help="distance beyond the carried object where growth is penalised"),
+        "wide_band": Option("float", low=0, high=1, help="widest unknown band / sqrt(object area)"),
+        "strand_share": Option("float", low=0, high=1, help="strand share at which the band reaches fully in"),
+        "thin_relief": Option("float", low=0, high=1, help="factor on the smoothness around thin parts (1 = off)"),
+        "max_growth": Option("float", low=0, high=1000, help="largest area growth per frame (0 = no limit)"),
+        "solver_iterations": Option("int", low=1, high=100000, help="conjugate-gradient steps of the matting solve"),
+        "solver_tolerance": Option("float", low=0, high=1, help="conjugate-gradient tolerance"),
+        "reference_veto": Option("float", low=0, high=100, help="weight of the reference model's background evidence"),
+        "redetect": Option("float", low=0, high=100, help="weight of the re-detection evidence (0 = off)"),
+        "redetect_window": Option("float", low=0.001, high=1, help="re-detection window / sqrt(object area)"),
+        "refiner": Option("str", choices=REFINERS, help="the matting stage"),
+        "vitmatte": Option("path", help="ViTMatte folder or hub id (refiner='vitmatte')"),
+        "keypoint_trust": Option("float", low=0, high=1, help="weight of the keypoint-placed reference alpha"),
+        "min_inliers": Option("int", low=2, high=10000, help="fewest RANSAC inliers that make a transform"),
+        "hue_tolerance": Option("float", low=0, high=180, help="hue tolerance in degrees (0 = off)"),
+        "refit_rounds": Option("int", low=0, high=100, help="colour-model refits on untracked frames (0 = off)"),
+        "still_tolerance": Option("float", low=0, high=255, help="grey-level change at which the temporal hold falls to 1/e (0 = no check)"),
+        "thin_carry": Option("float", low=0, high=1, help="window carrying thin parts / sqrt(object area) (0 = off)"),
+        "regrow": Option("float", low=0, high=100, help="growth allowed onto re-detected parts (0 = not)"),
+        "motion": Option("float", low=0, high=100, help="weight of the motion cue (0 = off)"),
+        "reach_slack": Option("float", low=0, high=100, help="times the reference's reach kept around the body (0 = off)"),
+        "compact_reach": Option("float", low=0, high=1, help="reach below which the object counts as compact (0 = off)"),
+        "refill_holes": Option("float", low=0, high=1, help="share of a hole that was object to refill it (0 = off)"),
+        "placed_soft": Option("int", low=0, high=1000, help="px widening of placed soft parts left to the solve (0 = off)"),
+        "thin_matte": Option("int", low=0, high=1000, help="px widening of carried thin parts left to the solve (0 = off)"),
         "colour_match": Option("float", low=0.0, high=1.0, help="least colour similarity to the reference for a found object"),
+        "search_when_lost": Option("bool", help="search the whole frame when the track is lost"),
     }
 
     def __init__(

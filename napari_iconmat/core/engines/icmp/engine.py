@@ -27,6 +27,7 @@ from ...errors import InputError, WeightsNotFoundError
 from ...frames import intensity_range, to_rgb_float
 from ...matting.closed_form import estimate_foreground
 from ...matting.refiners import DEFAULT_VITMATTE, make_refiner, vitmatte_available
+from ...options import Option
 from ...prompt import Prompt
 from ...reference import ReferenceQuery, reference_signature
 from ...weights import resolve_pretrained
@@ -76,6 +77,18 @@ class IcmpEngine(Engine):
 
     name = "icmp"
     version = "1"
+    option_specs = {
+        "dinov2": Option("path", help="DINOv2 folder or hub id"),
+        "sam": Option("path", help="SAM folder or hub id"),
+        "vitmatte": Option("path", help="ViTMatte folder or hub id"),
+        "refiner": Option("str", choices=_REFINERS, help="the matting stage"),
+        "feature_side": Option("int", low=14, high=4096, help="longer side (px) of DINOv2's input"),
+        "positive_points": Option("int", low=1, high=256, help="most object points from a mask prompt"),
+        "negative_points": Option("int", low=0, high=256, help="most background points from a mask prompt"),
+        "cycle_radius": Option("float", low=0, high=100, help="cycle-consistency tolerance in feature cells"),
+        "band": Option("float", low=0.001, high=1, help="pseudo-trimap half-width / sqrt(mask area)"),
+        "device": Option("str", allow_none=True, help="torch device (default CUDA when available)"),
+    }
 
     def __init__(
         self,

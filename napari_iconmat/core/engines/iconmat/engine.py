@@ -23,6 +23,7 @@ import numpy as np
 from ...engine import Engine, EngineStatus, FrameMatte
 from ...errors import InputError, WeightsNotFoundError
 from ...frames import check_frame, intensity_range, to_rgb_float
+from ...options import Option
 from ...prompt import Prompt
 from ...reference import ReferenceQuery, reference_signature
 from ...weights import HOME_ENV, find_model_file, iconmat_home, resolve_pretrained
@@ -134,6 +135,19 @@ class IconMattingEngine(Engine):
     name = "iconmat"
     version = "1"
     supports_explain = True
+    option_specs = {
+        "sd_model": Option("path", help="SD 2.1 diffusers folder or hub id"),
+        "decoder": Option("path", allow_none=True, help="decoder checkpoint (.pth or .safetensors)"),
+        "fit": Option("str", choices=FITS, help="how a non-square image becomes the square input"),
+        "resolution": Option("int", low=64, high=4096, multiple=64, allow_none=True, help="square input size (px)"),
+        "timestep": Option("int", low=0, high=999, help="diffusion timestep of the features"),
+        "ensemble_size": Option("int", low=1, high=64, help="feature samples averaged per frame"),
+        "seed": Option("int", low=0, high=MAX_SEED, help="seed of the VAE samples and noise"),
+        "device": Option("str", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+        "dtype": Option("str", choices=DTYPES, help="precision of the frozen SD part"),
+        "random_init": Option("str", choices=RANDOM_INITS, allow_none=True, help="random weights instead of files (tests, timing)"),
+        "explain": Option("bool", help="also return the similarity maps"),
+    }
 
     def __init__(
         self,
@@ -189,7 +203,16 @@ class IconMattingEngine(Engine):
                 load_decoder_weights(model.decoder, decoder_path)
                 decoder_id = sha256_file(decoder_path)
         else:
-            decoder_path = find_decoder_checkpoint(decoder)
+            missing = []  # every missing piece named at once, not the first only
+            try:
+                decoder_path = find_decoder_checkpoint(decoder)
+            except WeightsNotFoundError as exc:
+                decoder_path = None
+                missing.append(str(exc))
+            try:
+                resolve_pretrained(sd_model, what=_SD_WHAT, required=SD_REQUIRED_FILES)
+            except WeightsNotFoundError as exc:
+                missing.append(f"{exc} (or pass --engine-option sd_model=FOLDER)")
             config = IconMattingConfig(sd_model=str(sd_model), **common)
             if resolution != 768:
                 warnings.warn(
@@ -198,7 +221,10 @@ class IconMattingEngine(Engine):
                     stacklevel=2,
                 )
             decoder_net = InContextDecoder(config)
-            load_decoder_weights(decoder_net, decoder_path)  # before SD: a bad checkpoint fails in a second
+            if decoder_path is not None:
+                load_decoder_weights(decoder_net, decoder_path)  # before SD: a bad checkpoint fails in a second
+            if missing:
+                raise WeightsNotFoundError("; ".join(missing))
             model = InContextMatting.from_pretrained(sd_model, None, config)
             model.decoder = decoder_net
             decoder_id = sha256_file(decoder_path)

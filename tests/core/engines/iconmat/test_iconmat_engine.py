@@ -126,7 +126,8 @@ def test_explain_maps(video):
         (dict(ensemble_size=0), "ensemble_size"),
         (dict(device="tpu"), "device"),
         (dict(device="meta"), "device must be"),
-        (dict(seed=2**63), "seed must be at most"),
+        (dict(seed=2**63), "seed must be an integer from 0 to"),
+        (dict(timestep="big"), "engine iconmat: timestep must be an integer from 0 to 999, got .big."),
         (dict(bogus=1), "has no option 'bogus'; its options: decoder, device"),
     ],
 )
@@ -139,8 +140,9 @@ def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch):
     from napari_iconmat.core.errors import WeightsNotFoundError
 
     monkeypatch.setenv("ICONMAT_HOME", str(tmp_path))
-    with pytest.raises(WeightsNotFoundError, match=f"12-0.00800-mat.pth.*{tmp_path}"):
-        make_engine("iconmat")
+    with pytest.raises(WeightsNotFoundError, match=f"12-0.00800-mat.pth.*{tmp_path}") as caught:
+        make_engine("iconmat", sd_model=str(tmp_path / "no-sd-here"))
+    assert "Stable Diffusion 2.1" in str(caught.value) and "sd_model=FOLDER" in str(caught.value)  # both named at once
     with pytest.raises(WeightsNotFoundError, match="no file at"):
         make_engine("iconmat", decoder=str(tmp_path / "nope.pth"))
 
