@@ -21,7 +21,10 @@ Per frame, in three steps:
    *re-detect* reference parts: each pastes the reference alpha around its
    part, which recovers parts the flow lost and vetoes leaks next to them.
    Pixels that move with the camera while the object moves otherwise are
-   background (motion cue), which drops leaks left behind on the background.
+   background (motion cue), which drops leaks left behind on the background;
+   pixels next to the object that move with it (its own motion fitted to its
+   flow) and not with the camera are object: a side of a car or a scooter
+   that comes into view as it turns, in colours the reference never showed.
 2. **Coarse mask:** the carried alpha and the colour log-odds are fused into
    per-pixel log-odds and cut with a contrast-sensitive graph cut (PyMaxflow)
    at a reduced working size; stray components are dropped. The graph cut's
@@ -55,7 +58,7 @@ from .confidence import colour_confidence, colour_similarity, flow_confidence, k
 from .filters import wide_gaussian, within
 from .keypoints import fit_reference_transform, match_reference, object_keypoints
 from .memory import release_free_memory
-from .motion import background_motion, motion_evidence
+from .motion import background_motion, camera_residual, motion_evidence, moves_with_object
 from .refit import fill_holes_like, refit_segmentation
 from .segmentation import bound_to_core, fragmented_parts, graph_cut, keep_supported, refill_holes, select_object, thin_reach, thin_relief
 from .temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
@@ -236,6 +239,12 @@ class ClassicalEngine(Engine):
         camera's motion (a homography fitted to the background's flow) explains, while the
         object moves otherwise, are background (:mod:`napari_iconmat.core.engines.classical.motion`); this
         drops leaks that stay behind with the background.
+    object_motion : float
+        Weight of the cue's other half (0 = off): pixels near the object whose flow follows the
+        object's own motion (a similarity transform fitted to its flow) and departs from the
+        camera's are object, where the frame's texture pins the flow down (corners, not the
+        straight edge of a rail). Half the background half's weight: flow departs from the
+        camera's motion for other reasons too (parallax, flow smoothed across edges).
     reach_slack : float
         ... and the cut keeps only what lies within this many times the reference's reach of thin
         parts (fur, antennae) of its thick body, cutting away look-alikes joined through them (0 = off).
@@ -302,6 +311,7 @@ class ClassicalEngine(Engine):
         "thin_carry": Option("float", low=0, high=1, help="window carrying thin parts / sqrt(object area) (0 = off)"),
         "regrow": Option("float", low=0, high=100, help="growth allowed onto re-detected parts (0 = not)"),
         "motion": Option("float", low=0, high=100, help="weight of the motion cue (0 = off)"),
+        "object_motion": Option("float", low=0, high=100, help="weight of 'moves with the object' next to it (0 = off)"),
         "reach_slack": Option("float", low=0, high=100, help="times the reference's reach kept around the body (0 = off)"),
         "compact_reach": Option("float", low=0, high=1, help="reach below which the object counts as compact (0 = off)"),
         "refill_holes": Option("float", low=0, high=1, help="share of a hole that was object to refill it (0 = off)"),
@@ -343,6 +353,7 @@ class ClassicalEngine(Engine):
         thin_carry: float = 0.1,
         regrow: float = 1.0,
         motion: float = 8.0,
+        object_motion: float = 4.0,
         reach_slack: float = 2.0,
         compact_reach: float = 0.05,
         refill_holes: float = 0.5,
@@ -379,6 +390,7 @@ class ClassicalEngine(Engine):
             thin_carry=float(thin_carry),
             regrow=float(regrow),
             motion=float(motion),
+            object_motion=float(object_motion),
             reach_slack=float(reach_slack),
             compact_reach=float(compact_reach),
             refill_holes=float(refill_holes),
@@ -501,8 +513,8 @@ class ClassicalEngine(Engine):
             # the matting prior holds only what verifiably did not change (see core/temporal.py)
             held = confidence * unchanged(gray, state.gray, p["still_tolerance"])
             carried_full, confidence_full = self._carry_full(state.alpha, flow, held, full_hw)
+            object_moved = object_motion(carried, confidence, flow) if p["thin_matte"] > 0 or p["object_motion"] > 0 else None
             if p["thin_matte"] > 0:
-                object_moved = object_motion(carried, confidence, flow)
                 if object_moved is not None:
                     thin_carried = carry_thin_alpha(state.alpha, object_moved, small_hw, grow=p["thin_matte"])
         else:
@@ -518,6 +530,11 @@ class ClassicalEngine(Engine):
         found = self._redetect(query, gray, carried) if neighbour and p["redetect"] > 0 else None
         # what the reference alone says of each colour (the veto and the motion cue read it)
         reference_colour = self._model(query).log_odds(bins) if neighbour else None
+        # the camera's motion, fitted to the background's flow (both motion cues read it)
+        camera = camera_residual(flow, carried, confidence) if neighbour and (p["motion"] > 0 or p["object_motion"] > 0) else None
+        follows = None  # how surely each pixel next to the object moves with it
+        if camera is not None and p["object_motion"] > 0:
+            follows = moves_with_object(flow, carried, confidence, object_moved, gray, camera=camera)
         if neighbour and p["reference_veto"] > 0:
             # the adapted model can learn a leak; colours the reference calls background cannot
             veto = p["reference_veto"] * np.minimum(reference_colour, 0.0)
@@ -526,16 +543,20 @@ class ClassicalEngine(Engine):
             trusted = confidence * np.clip(carried, 0.0, 1.0)
             if found is not None:  # ... and where reference parts found again say object
                 trusted = np.maximum(trusted, np.clip(found, 0.0, 1.0))
+            if follows is not None:  # ... and where a part moves with the object (one the reference did not show)
+                trusted = np.maximum(trusted, follows)
             log_odds += veto * (1.0 - trusted)
         if local is not None:
             log_odds = log_odds + p["local_weight"] * local
         if found is not None:
             log_odds = log_odds + p["redetect"] * found
-        if neighbour and p["motion"] > 0:  # what moves with the camera is background
-            moves = motion_evidence(flow, carried, confidence)
+        if camera is not None and p["motion"] > 0:  # what moves with the camera is background
+            moves = motion_evidence(flow, carried, confidence, camera=camera)
             if moves is not None:
                 colour = np.maximum(reference_colour, local)
                 log_odds += p["motion"] * background_motion(moves, colour, carried)
+        if follows is not None:
+            log_odds += p["object_motion"] * follows
         if carried is not None:
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
             log_odds -= self._distance_penalty(carried, p["margin"])

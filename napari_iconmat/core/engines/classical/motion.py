@@ -13,13 +13,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["motion_evidence", "background_motion"]
+__all__ = ["background_motion", "camera_residual", "motion_evidence", "moves_with_object"]
 
 _STEP = 4  # sampling step of the background flow used to fit the camera motion
 _MIN_SAMPLES = 50
 
 
-def motion_evidence(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarray, *, min_motion: float = 1.0) -> np.ndarray | None:
+def motion_evidence(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarray, *, min_motion: float = 1.0, camera=None) -> np.ndarray | None:
     """Per-pixel evidence in -1..1: +1 moves like the object, -1 moves like the background.
 
     Parameters
@@ -33,32 +33,16 @@ def motion_evidence(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarra
     min_motion : float
         Least typical departure (pixels) of the object's flow from the background's motion for
         the cue to say anything; below it object and background move alike.
+    camera : tuple, optional
+        :func:`camera_residual` of these arrays, when computed already.
 
     Returns None where the cue is uninformative: too little reliable background or object,
     no camera-motion fit, or an object that moves like its background.
     """
-    h, w = carried.shape
-    reliable = confidence > 0.5
-    background = (carried < 0.05) & reliable
-    sample = np.zeros((h, w), bool)
-    sample[::_STEP, ::_STEP] = True
-    ys, xs = np.nonzero(background & sample)
-    obj = (carried > 0.95) & reliable
-    if len(xs) < _MIN_SAMPLES or obj.sum() < _MIN_SAMPLES:
+    fit = camera_residual(flow, carried, confidence, min_motion=min_motion) if camera is None else camera
+    if fit is None:
         return None
-    now = np.stack([xs, ys], axis=1).astype(np.float32)
-    before = now + flow[ys, xs]
-    homography, _ = cv2.findHomography(now, before, cv2.RANSAC, 1.0)
-    if homography is None:
-        return None
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
-    predicted = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), homography).reshape(h, w, 2) - grid
-    # a degenerate fit can send points to infinity: such pixels are simply "not background"
-    residual = np.nan_to_num(np.hypot(*(flow - predicted).transpose(2, 0, 1)), nan=np.inf)
-    noise = max(float(np.median(residual[background])), 0.1)
-    moving = float(np.median(residual[obj]))
-    if not np.isfinite(moving) or not np.isfinite(noise) or moving < max(min_motion, 3.0 * noise):
-        return None
+    residual, noise, moving = fit
     # log-scale step between the background's noise (-1) and the object's typical departure (+1)
     threshold = np.sqrt(noise * moving)
     evidence = np.clip(np.log(np.maximum(residual, 1e-3) / threshold) / np.log(moving / threshold), -1.0, 1.0)
@@ -89,3 +73,81 @@ def background_motion(evidence: np.ndarray, object_colour: np.ndarray, carried: 
     near = np.clip(1.0 - cv2.distanceTransform(1 - moving, cv2.DIST_L2, 3) / radius, 0.0, 1.0)
     protect = near * np.clip(object_colour / colour_limit, 0.0, 1.0)
     return (background * (1.0 - protect)).astype(np.float32)
+
+
+def moves_with_object(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarray, matrix: np.ndarray | None, gray: np.ndarray, *, reach: float = 0.4, camera=None) -> np.ndarray | None:
+    """Evidence in 0..1 that a pixel next to the object moves with it: its flow follows the object's own
+    motion and departs from the camera's (the side of a car coming into view as it turns).
+
+    Parameters
+    ----------
+    flow : (H, W, 2) float32
+        Backward optical flow (for each pixel now, the displacement to where it was before).
+    carried, confidence : (H, W) float32 in 0..1
+        The object mask carried to this frame, and the trust in the flow (the evidence is scaled by it).
+    matrix : (2, 3) ndarray or None
+        The object's motion, previous frame to this one
+        (:func:`~napari_iconmat.core.engines.classical.temporal.object_motion`); None = no single motion.
+    gray : (H, W) uint8
+        The frame: only where its texture pins the flow down in both directions (corners, not
+        the straight edge of a rail, along which any motion fits) is the flow taken as evidence.
+    reach : float
+        Only within ``reach`` x sqrt(object area) of the carried object: new parts of an object
+        come into view next to the parts already seen.
+    camera : tuple, optional
+        :func:`camera_residual` of these arrays, when computed already.
+
+    Returns None where the cue is uninformative (no object motion, no camera fit, or an object
+    that moves like its background).
+    """
+    if matrix is None:
+        return None
+    fit = camera_residual(flow, carried, confidence) if camera is None else camera
+    if fit is None:
+        return None
+    residual, noise, moving = fit
+    h, w = carried.shape
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+    inverse = cv2.invertAffineTransform(matrix)
+    before = grid @ inverse[:, :2].T.astype(np.float32) + inverse[:, 2].astype(np.float32)
+    object_residual = np.hypot(*(flow - (before - grid)).transpose(2, 0, 1))
+    threshold = np.sqrt(noise * moving)
+    departs = np.clip(np.log(np.maximum(residual, 1e-3) / threshold) / np.log(moving / threshold), 0.0, 1.0)
+    follows = np.clip(1.0 - object_residual / threshold, 0.0, 1.0)
+    body = (carried > 0.5).astype(np.uint8)
+    radius = max(4.0, reach * np.sqrt(max(float(body.sum()), 1.0)))
+    near = np.clip(1.0 - cv2.distanceTransform(1 - body, cv2.DIST_L2, 3) / radius, 0.0, 1.0)
+    corners = cv2.cornerMinEigenVal(gray, 5)
+    pinned = np.clip(corners / max(float(np.percentile(corners, 95)) * 0.1, 1e-6), 0.0, 1.0)
+    return (departs * follows * near * pinned * confidence).astype(np.float32)
+
+
+def camera_residual(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarray, *, min_motion: float = 1.0):
+    """How each pixel departs from the camera's motion: a homography fitted (RANSAC) to the background's flow.
+
+    Arguments as :func:`motion_evidence`. Returns ``(residual, noise, moving)``: the (H, W) float
+    departure in pixels, the background's median departure and the object's; or None where that
+    says nothing (too little reliable background or object, no fit, or an object that moves like
+    its background: ``moving`` below ``min_motion`` or 3 x ``noise``)."""
+    h, w = carried.shape
+    reliable = confidence > 0.5
+    background = (carried < 0.05) & reliable
+    sample = np.zeros((h, w), bool)
+    sample[::_STEP, ::_STEP] = True
+    ys, xs = np.nonzero(background & sample)
+    obj = (carried > 0.95) & reliable
+    if len(xs) < _MIN_SAMPLES or obj.sum() < _MIN_SAMPLES:
+        return None
+    now = np.stack([xs, ys], axis=1).astype(np.float32)
+    homography, _ = cv2.findHomography(now, now + flow[ys, xs], cv2.RANSAC, 1.0)
+    if homography is None:
+        return None
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+    predicted = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), homography).reshape(h, w, 2) - grid
+    # a degenerate fit can send points to infinity: such pixels are simply "not background"
+    residual = np.nan_to_num(np.hypot(*(flow - predicted).transpose(2, 0, 1)), nan=np.inf)
+    noise = max(float(np.median(residual[background])), 0.1)
+    moving = float(np.median(residual[obj]))
+    if not np.isfinite(moving) or not np.isfinite(noise) or moving < max(min_motion, 3.0 * noise):
+        return None
+    return residual, noise, moving
