@@ -546,7 +546,8 @@ class MattingWidget(Container):
         worker.yielded.connect(lambda value: self._on_frame(session, value))
         worker.aborted.connect(lambda: self._on_stopped(session, cancelled=True))
         worker.returned.connect(lambda _value: self._on_stopped(session, cancelled=False))
-        self._begin(worker, plan.total, f"matting {plan.total} frames from keyframes {keys.describe()}{note}")
+        merged = ", each chain conditioned on all of them" if plan.conditioning else ""  # sam2: one memory of every keyframe
+        self._begin(worker, plan.total, f"matting {plan.total} frames from keyframes {keys.describe()}{merged}{note}")
         worker.start()
         return worker
 

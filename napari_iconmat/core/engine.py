@@ -10,6 +10,20 @@ An engine does two things:
    engine carries from one frame to the next: the previous frame and alpha);
    for unordered collections the state is ``None``.
 
+An engine may also offer one optional capability, which engines without it do
+not have (test with :func:`merges_queries`):
+
+``merge_queries(queries, times) -> ReferenceQuery``
+    One query conditioned on several references of the same sequence (the
+    keyframes of :mod:`napari_iconmat.core.pipeline.keyframes`): ``queries[0]``
+    is the chain's own reference (its matte is :meth:`Engine.reference_matte`),
+    ``times[i]`` the time of ``queries[i]`` on the chain's axis, where the own
+    reference is 0 and the chain's n-th frame is n (negative: behind the
+    chain's start). Its signature is
+    :func:`~napari_iconmat.core.reference.merged_signature` of theirs; with one
+    query it returns that query. The ``sam2`` engine has it (SAM 2's memory
+    attention reads several conditioning frames).
+
 Engines register themselves by name in :mod:`napari_iconmat.core.registry`.
 """
 
@@ -25,7 +39,12 @@ from .options import Option
 from .prompt import Prompt
 from .reference import ReferenceQuery
 
-__all__ = ["Engine", "EngineStatus", "FrameMatte"]
+__all__ = ["Engine", "EngineStatus", "FrameMatte", "merges_queries"]
+
+
+def merges_queries(engine) -> bool:
+    """Whether ``engine`` has the optional ``merge_queries`` capability (see the module docstring)."""
+    return callable(getattr(engine, "merge_queries", None))
 
 
 @dataclass(frozen=True)

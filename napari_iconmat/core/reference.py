@@ -21,7 +21,7 @@ import numpy as np
 from .errors import InputError, QueryMismatchError
 from .io.writers import atomic_write_bytes
 
-__all__ = ["ReferenceQuery", "reference_signature", "hash_reference", "load_query"]
+__all__ = ["ReferenceQuery", "reference_signature", "merged_signature", "hash_reference", "load_query"]
 
 _META_KEY = "__meta__"
 _FORMAT = "napari-iconmat-query/1"
@@ -56,6 +56,37 @@ def reference_signature(image: np.ndarray, prompt, *, engine: str, version: str,
         "engine_version": version,
         "params": json.loads(json.dumps(params, sort_keys=True)),
     }
+
+
+def merged_signature(signatures, times) -> dict:
+    """The signature of one query conditioned on several references (:meth:`Engine.merge_queries`).
+
+    Parameters
+    ----------
+    signatures : sequence of dict
+        The references' own signatures (:func:`reference_signature`), the
+        chain's own reference first; all of one engine, version and parameters.
+    times : sequence of int
+        Each reference's time on the chain's axis (the first is 0).
+
+    Returns
+    -------
+    dict
+        The first reference's signature alone when there is one reference;
+        else that signature plus ``'conditioning'``: ``[time, reference_sha1]``
+        of every reference, so it changes when any reference or time changes.
+    """
+    signatures, times = list(signatures), [int(t) for t in times]
+    if not signatures or len(signatures) != len(times) or times[0] != 0:
+        raise ValueError("merged_signature needs one time per signature, the first 0")
+    first = dict(signatures[0])
+    if len(signatures) == 1:
+        return first
+    for other in signatures[1:]:
+        if any(other.get(k) != first.get(k) for k in ("engine", "engine_version", "params")):
+            raise ValueError("merged_signature: the references were encoded by different engines or settings")
+    first["conditioning"] = [[t, s["reference_sha1"]] for t, s in zip(times, signatures)]
+    return first
 
 
 def _signature_key(signature: dict) -> str:

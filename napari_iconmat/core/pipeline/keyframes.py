@@ -35,6 +35,22 @@ frame they take back. A chain stopped part-way (a Cancel) goes on the same way:
 the engine's track state after the last frame matted on each chain is kept
 (:meth:`Keyframes.keep_track`), so only the frames left are matted.
 
+Engines that merge queries (``sam2``)
+-------------------------------------
+With an engine that has the optional ``merge_queries`` capability
+(:func:`~napari_iconmat.core.engine.merges_queries`) and two or more
+keyframes, the rule above still decides which chains run, but every chain is
+matted from one query conditioned on **all** keyframes: its own keyframe at
+time 0 and each other keyframe at its signed distance along the chain (a
+keyframe the chain walks towards is ahead of it, one behind its start is
+behind). A frame's matte then depends on every keyframe, so each keyframe's
+signature key (:meth:`Keyframes.signature_keys`) is that of its chains'
+merged query: adding, re-painting or removing any keyframe changes every key,
+and the next plan re-mattes every chain (all frames), not only the frames
+nearer to the changed keyframe; :attr:`Plan.conditioning` names the keyframes
+the chains are conditioned on. With one keyframe the key and the query are the
+keyframe's own, as for any other engine, which behave as before.
+
 Examples
 --------
 >>> import numpy as np
@@ -60,11 +76,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..engine import Engine, FrameMatte
+from ..engine import Engine, FrameMatte, merges_queries
 from ..errors import InputError, QueryMismatchError
 from ..frames import check_frame
 from ..prompt import Prompt
-from ..reference import ReferenceQuery, reference_signature
+from ..reference import ReferenceQuery, merged_signature, reference_signature
 from .propagate import DIRECTIONS
 
 __all__ = ["Keyframe", "KeyframeRun", "Keyframes", "Plan", "QueryCache", "matte_keyframes", "signature_key"]
@@ -146,6 +162,9 @@ class Plan:
     #: with blending (:class:`Keyframes` ``blend=True``): the frames yielded, and each keyframe's signature key
     blended: tuple[int, ...] | None = None
     keys: tuple[tuple[int, str], ...] = ()
+    #: with an engine that merges queries (sam2) and several keyframes: the keyframes every chain is
+    #: conditioned on (all of them; a change to any re-mattes every chain); else empty
+    conditioning: tuple[int, ...] = ()
 
     @property
     def total(self) -> int:
@@ -298,6 +317,23 @@ class Keyframes:
             last += 1
         return first, last
 
+    def signature_keys(self, engine: Engine) -> dict[int, str]:
+        """Each keyframe's signature key for ``engine``: what a frame matted from it is recorded with.
+
+        The key of the keyframe's own query; with an engine that merges queries
+        and two or more keyframes, the key of its (forward) chain's query
+        conditioned on all keyframes (:func:`merged_signature`), which changes
+        when any keyframe changes.
+        """
+        signatures = {k: self._keys[k].signature(engine) for k in self._sorted}
+        if not merges_queries(engine) or len(signatures) < 2:
+            return {k: signature_key(s) for k, s in signatures.items()}
+        keys = {}
+        for k in self._sorted:
+            order, times = _merge_order(k, 1, self._sorted)
+            keys[k] = signature_key(merged_signature([signatures[j] for j in order], times))
+        return keys
+
     # ------------------------------------------------------------ bookkeeping
     @property
     def done(self) -> dict[int, tuple[int, str]]:
@@ -421,9 +457,10 @@ class Keyframes:
         start, stop = (0, self.n_frames) if frame_range is None else frame_range
         if not 0 <= start < stop <= self.n_frames:
             raise InputError(f"frame range ({start}, {stop}) must satisfy 0 <= start < stop <= {self.n_frames}")
-        keys = {k: signature_key(self._keys[k].signature(engine)) for k in self._sorted}
+        keys = self.signature_keys(engine)
+        conditioning = tuple(self._sorted) if merges_queries(engine) and len(self._sorted) > 1 else ()
         if self.blend:
-            return self._blend_plan(keys, start, stop)
+            return self._blend_plan(keys, start, stop, conditioning)
         dirty: dict[int, list[int]] = {k: [] for k in self._sorted}
         for frame in range(start, stop):
             owner = self.owner(frame)
@@ -447,9 +484,9 @@ class Keyframes:
                 )
             )
         stale = tuple(sorted(f for f in self._done if self.owner(f) is None))
-        return Plan(tuple(runs), stale)
+        return Plan(tuple(runs), stale, conditioning=conditioning)
 
-    def _blend_plan(self, keys: dict[int, str], start: int, stop: int) -> Plan:
+    def _blend_plan(self, keys: dict[int, str], start: int, stop: int, conditioning: tuple[int, ...]) -> Plan:
         """:meth:`plan` with blending: chains run only where a source keyframe's matte is not kept."""
         self._sides = {k: v for k, v in self._sides.items() if keys.get(k[1]) == k[2]}
         dirty, need = [], {k: [] for k in self._sorted}
@@ -479,7 +516,7 @@ class Keyframes:
                 )
             )
         stale = tuple(sorted(f for f in self._done if self.owner(f) is None))
-        return Plan(tuple(runs), stale, blended=tuple(dirty), keys=tuple(keys.items()))
+        return Plan(tuple(runs), stale, blended=tuple(dirty), keys=tuple(keys.items()), conditioning=conditioning)
 
     def _check_index(self, index, what: str) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -563,6 +600,23 @@ class QueryCache:
             self._items.popitem(last=False)
 
 
+def _merge_order(keyframe: int, step: int, indices: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The keyframes a chain from ``keyframe`` (``step`` +1 / -1) is conditioned on, its own first,
+    and their times on the chain's axis (the chain's n-th frame is at time n)."""
+    order = [keyframe] + [j for j in indices if j != keyframe]
+    return order, [(j - keyframe) * step for j in order]
+
+
+def _chain_query(engine: Engine, keyframes: Keyframes, keyframe: int, step: int, own: ReferenceQuery, cache) -> ReferenceQuery:
+    """The query a chain is matted from: the keyframe's own, or, with an engine that merges queries and
+    several keyframes, one conditioned on all keyframes at their times along the chain."""
+    if not merges_queries(engine) or len(keyframes) < 2:
+        return own
+    order, times = _merge_order(keyframe, step, keyframes.indices)
+    others = [cache.get(engine, keyframes[j].image, keyframes[j].prompt) for j in order[1:]]
+    return engine.merge_queries([own, *others], times)
+
+
 def _read(frames, index: int) -> np.ndarray:
     return np.asarray(frames[index])
 
@@ -598,7 +652,9 @@ def matte_keyframes(
         From ``keyframes.plan(engine, ...)`` with the same engine.
     cache : QueryCache, optional
         Where keyframe queries are looked up and kept; None: a fresh cache
-        (every keyframe is encoded).
+        (every keyframe is encoded). With an engine that merges queries
+        (``sam2``) each chain's query is merged from the cached queries of all
+        keyframes (cheap; the merged query itself is not cached).
     with_foreground : bool, default False
         Also estimate un-premultiplied foreground colours.
 
@@ -636,13 +692,14 @@ def matte_keyframes(
         for chain, step in ((run.forward, 1), (run.backward, -1)):
             if not chain:
                 continue
+            chain_query = _chain_query(engine, keyframes, run.keyframe, step, query, cache)
             kept = keyframes.track(run.keyframe, run.key, step)
             if kept is not None and kept[0] == chain[0] - step:
                 state = kept[1]  # a stopped job resumes where it stopped
             else:
-                _, state = engine.reference_matte(query)  # each chain starts from the keyframe's own state
+                _, state = engine.reference_matte(chain_query)  # each chain starts from the keyframe's own state
             for index, frame in _chain(frames, chain):
-                matte, state = engine.matte_frame(frame, query, state=state, with_foreground=with_foreground)
+                matte, state = engine.matte_frame(frame, chain_query, state=state, with_foreground=with_foreground)
                 keyframes.mark_done(index, run.keyframe, run.key)
                 keyframes.keep_track(run.keyframe, run.key, step, index, state)
                 yield index, matte
@@ -710,13 +767,14 @@ def _matte_blended(frames, engine, keyframes: Keyframes, plan: Plan, cache, with
         for chain, step in ((run.forward, 1), (run.backward, -1)):
             if not chain:
                 continue
+            chain_query = _chain_query(engine, keyframes, run.keyframe, step, query, cache)
             kept = keyframes.track(run.keyframe, run.key, step)
             if kept is not None and kept[0] == chain[0] - step:
                 state = kept[1]
             else:
-                _, state = engine.reference_matte(query)
+                _, state = engine.reference_matte(chain_query)
             for index, frame in _chain(frames, chain):
-                matte, state = engine.matte_frame(frame, query, state=state, with_foreground=with_foreground)
+                matte, state = engine.matte_frame(frame, chain_query, state=state, with_foreground=with_foreground)
                 keyframes.keep_side(index, run.keyframe, run.key, matte)
                 keyframes.keep_track(run.keyframe, run.key, step, index, state)
                 done = finish(index)

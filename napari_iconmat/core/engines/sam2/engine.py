@@ -21,6 +21,11 @@ the model sees each chain as a forward stream. A frame without a track state (a
 collection's image, or a chain's first frame) is a one-frame continuation of the
 reference at time 1.
 
+Several references. :meth:`Sam2Engine.merge_queries` makes one query whose
+conditioning memory holds several references of one sequence (the keyframes of
+a correction), each at its time on the chain's axis; the keyframe pipeline uses
+it so that a correction re-mattes from the memory of all keyframes.
+
 Importing this module does not import torch; building the engine does.
 """
 
@@ -39,11 +44,11 @@ from ...matting.refiners import DEFAULT_VITMATTE, make_refiner, vitmatte_availab
 from ...matting.trimap import band_width, trimap_from_mask
 from ...options import Option
 from ...prompt import Prompt
-from ...reference import ReferenceQuery, reference_signature
+from ...reference import ReferenceQuery, merged_signature, reference_signature
 from ...weights import resolve_pretrained
 from .model import DEFAULT_MODEL, SAM2_WHAT
 
-__all__ = ["Sam2Engine"]
+__all__ = ["Sam2Engine", "conditioning_times"]
 
 _REFINERS = ("auto", "closed-form", "vitmatte")
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -191,14 +196,64 @@ class Sam2Engine(Engine):
         return image_to_pixels(rgb, self._loaded.size).to(self._loaded.device)
 
     def _conditioning(self, query: ReferenceQuery) -> dict:
+        """The query's conditioning frames as model memory entries: time -> entry (``{0: ...}`` unless merged)."""
         cache = getattr(self, "_cond_cache", None)
         if cache is not None and cache[0] is query:
             return cache[1]
         from .model import arrays_to_entry
 
-        conditioning = {0: arrays_to_entry(query.arrays, _COND, self._loaded)}
+        conditioning = {
+            t: arrays_to_entry(query.arrays, f"cond{i}.", self._loaded) for i, t in enumerate(conditioning_times(query))
+        }
         self._cond_cache = (query, conditioning)
         return conditioning
+
+    # ------------------------------------------------------------------ several references
+    def merge_queries(self, queries, times) -> ReferenceQuery:
+        """One query whose conditioning memory holds every reference of ``queries``, each at its time.
+
+        Parameters
+        ----------
+        queries : sequence of ReferenceQuery
+            Single-reference sam2 queries of one sequence (same engine
+            settings and frame size); the first is the chain's own reference
+            (its alpha is the reference matte).
+        times : sequence of int
+            Distinct times on the chain's axis, the first 0: the chain's n-th
+            frame is at time n, so a keyframe it walks towards is ahead (> 0)
+            and one behind its start is < 0. SAM 2 gives every conditioning
+            frame's mask memory the same temporal encoding, and reads the
+            object pointers only of those at or before the frame, at their
+            distance from it.
+
+        Returns
+        -------
+        ReferenceQuery
+            ``queries[0]`` itself when there is one; else its arrays plus
+            ``cond1.``, ``cond2.``, ... entries of the others and ``cond_times``,
+            signed by :func:`~napari_iconmat.core.reference.merged_signature`.
+        """
+        queries, times = list(queries), [int(t) for t in times]
+        if not queries or len(queries) != len(times) or times[0] != 0 or len(set(times)) != len(times):
+            raise InputError("sam2: merge_queries needs one distinct time per query, the first 0")
+        for query in queries:
+            if query.arrays.get(_COND + "maskmem_features") is None or "cond_times" in query.arrays:
+                raise InputError("sam2: merge_queries takes single-reference sam2 queries")
+            if tuple(query.meta.get("shape", ())) != tuple(queries[0].meta.get("shape", ())):
+                raise InputError("sam2: merge_queries takes queries of one sequence (frames of one size)")
+        if len(queries) == 1:
+            return queries[0]
+        try:
+            signature = merged_signature([q.signature for q in queries], times)
+        except ValueError as exc:
+            raise InputError(f"sam2: {exc}") from None
+        own = queries[0]
+        arrays = dict(own.arrays)
+        for i, query in enumerate(queries[1:], start=1):
+            arrays.update({f"cond{i}." + k[len(_COND):]: v for k, v in query.arrays.items() if k.startswith(_COND)})
+        arrays["cond_times"] = np.array(times, np.int64)
+        meta = dict(own.meta, conditioning=[[t, q.key] for t, q in zip(times, queries)])
+        return ReferenceQuery(signature=signature, arrays=arrays, meta=meta)
 
     # ------------------------------------------------------------------ reference
     def encode_reference(self, image: np.ndarray, prompt: Prompt) -> ReferenceQuery:
@@ -254,7 +309,8 @@ class Sam2Engine(Engine):
         index = track.index + 1
         entry, low_res, object_logit = self._call(
             step, self._loaded, self._pixels(rgb), shape,
-            conditioning=self._conditioning(query), memory=track.memory, index=index,
+            conditioning={t: e for t, e in self._conditioning(query).items() if t != index},
+            memory=track.memory, index=index,
         )
         memory = prune(self._loaded, {**track.memory, index: entry}, index)
         logits = logits_to_frame(low_res, self._loaded.size, shape)
@@ -323,6 +379,12 @@ class Sam2Engine(Engine):
             rgb=None if rgb is None else np.asarray(rgb, np.float32),
             alpha=None if alpha is None else np.asarray(alpha, np.float32),
         )
+
+
+def conditioning_times(query: ReferenceQuery) -> list[int]:
+    """Times of the conditioning frames of a sam2 query, in the order of its ``cond0.``, ``cond1.``, ... entries."""
+    times = query.arrays.get("cond_times")
+    return [0] if times is None else [int(t) for t in np.asarray(times).reshape(-1)]
 
 
 def _sigmoid(x):

@@ -249,22 +249,155 @@ def test_cli_matte_and_bench_with_sam2(tmp_path, capsys):
     assert {"classical", "sam2"} <= methods
 
 
-def test_a_keyframe_correction_rematting_only_the_frames_nearer_to_it(engine, video):
-    """Today's corrections: each keyframe is its own query (not yet extra conditioning of one memory)."""
-    from napari_iconmat.core import Keyframes, QueryCache, matte_keyframes
+class _Memory:
+    """Records, per model call of the engine, what SAM 2's memory attention reads: the times of the
+    conditioning frames in the session, how many mask memories it concatenates (conditioning + previous
+    frames), the temporal offsets of the object pointers, and the low-res logits."""
+
+    def __init__(self, engine, monkeypatch):
+        self.calls = []
+        model, original_step = engine._loaded.model, sam2_model.step
+        gather, pointers = model._gather_memory_frame_outputs, model._get_object_pointers
+
+        def step(*args, conditioning, **kwargs):
+            self.calls.append({"cond": sorted(conditioning), "index": kwargs["index"]})
+            entry, logits, score = original_step(*args, conditioning=conditioning, **kwargs)
+            self.calls[-1]["logits"] = logits.float().numpy().copy()
+            return entry, logits, score
+
+        def gather_spy(*args, **kwargs):
+            out = gather(*args, **kwargs)
+            self.calls[-1]["cond_memories"] = sum(1 for t, o in out if t == 0 and o is not None)
+            return out
+
+        def pointers_spy(*args, **kwargs):
+            out = pointers(*args, **kwargs)
+            self.calls[-1]["pointer_offsets"] = sorted(out[0])
+            return out
+
+        monkeypatch.setattr(sam2_model, "step", step)
+        monkeypatch.setattr(model, "_gather_memory_frame_outputs", gather_spy)
+        monkeypatch.setattr(model, "_get_object_pointers", pointers_spy)
+
+
+def test_merge_queries_holds_every_reference_at_its_time(engine, video, tmp_path):
+    from napari_iconmat.core.engine import merges_queries
+    from napari_iconmat.core.engines.sam2.engine import conditioning_times
+    from napari_iconmat.core.reference import merged_signature
 
     frames, mask = video
-    keyframes = Keyframes(N_FRAMES)
+    first = engine.encode_reference(frames[0], make_prompt(mask))
+    second = engine.encode_reference(frames[4], make_prompt(np.roll(mask, 3, axis=1)))
+    assert merges_queries(engine) and not merges_queries(make_engine("classical"))
+    assert engine.merge_queries([first], [0]) is first and conditioning_times(first) == [0]
+    merged = engine.merge_queries([first, second], [0, 4])
+    assert conditioning_times(merged) == [0, 4]
+    for key in sam2_model.MEMORY_KEYS:
+        np.testing.assert_array_equal(merged.arrays["cond0." + key], first.arrays["cond0." + key])
+        np.testing.assert_array_equal(merged.arrays["cond1." + key], second.arrays["cond0." + key])
+    np.testing.assert_array_equal(engine.reference_matte(merged)[0].alpha, first.arrays["alpha"])  # its own matte
+    assert merged.signature == merged_signature([first.signature, second.signature], [0, 4])
+    assert merged.key not in (first.key, second.key)
+    assert merged.key != engine.merge_queries([first, second], [0, -4]).key  # positions are signed
+    loaded = load_query(merged.save(tmp_path / "m.npz"), expected=merged.signature)
+    assert conditioning_times(loaded) == [0, 4]
+    for times in ([1, 4], [0, 0]):
+        with pytest.raises(InputError, match="one distinct time per query"):
+            engine.merge_queries([first, second], times)
+    with pytest.raises(InputError, match="single-reference sam2 queries"):
+        engine.merge_queries([merged, second], [0, 4])
+
+
+def test_a_correction_conditions_every_chain_on_all_keyframes(engine, video, monkeypatch):
+    """Keyframes 0 then 4 (nearest keyframe alone): every frame is matted again, each chain from one
+    session holding both keyframes; removing 4 goes back to keyframe 0's own query and mattes."""
+    from napari_iconmat.core import Keyframes, QueryCache, matte_keyframes
+    from napari_iconmat.core.pipeline.keyframes import signature_key
+
+    frames, mask = video
+    memory = _Memory(engine, monkeypatch)
+    keyframes, cache = Keyframes(N_FRAMES), QueryCache()
     keyframes.set(0, frames[0], make_prompt(mask))
-    cache = QueryCache()
-    first = dict(matte_keyframes(frames, engine, keyframes, keyframes.plan(engine), cache=cache))
-    assert sorted(first) == list(range(N_FRAMES))
+    plan = keyframes.plan(engine)
+    single_key = plan.runs[0].key
+    assert plan.conditioning == () and single_key == signature_key(keyframes[0].signature(engine))  # as before
+    first = dict(matte_keyframes(frames, engine, keyframes, plan, cache=cache))
+    single = {c["index"]: c for c in memory.calls}
+    assert all(c["cond"] == [0] and c["cond_memories"] == 1 for c in memory.calls)
+
     keyframes.set(4, frames[4], make_prompt(np.roll(mask, 3, axis=1)))
-    second = dict(matte_keyframes(frames, engine, keyframes, keyframes.plan(engine), cache=cache))
-    assert sorted(second) == [3, 4]  # frame 2 is as near to 0 as to 4: it stays with the earlier keyframe
+    plan = keyframes.plan(engine)
+    assert plan.conditioning == (0, 4) and plan.indices == list(range(N_FRAMES))  # every chain again
+    assert plan.runs[0].key != single_key
+    memory.calls.clear()
+    second = dict(matte_keyframes(frames, engine, keyframes, plan, cache=cache))
+    assert sorted(second) == list(range(N_FRAMES)) and cache.encoded == 2
+    # frames 1, 2: forward from 0 (keyframe 4 ahead at time 4); frame 3: backward from 4 (keyframe 0 ahead at 4)
+    assert [(c["index"], c["cond"], c["cond_memories"]) for c in memory.calls] == [(1, [0, 4], 2), (2, [0, 4], 2), (1, [0, 4], 2)]
+    # the keyframe ahead gives its mask memory, not its object pointer (SAM 2 reads only pointers behind)
+    assert [c["pointer_offsets"] for c in memory.calls] == [[1], [1, 2], [1]]
+    for call in memory.calls[:2]:  # the same frames as in the one-keyframe run, now read with keyframe 4 too
+        assert np.abs(call["logits"] - single[call["index"]]["logits"]).max() > 0
+    np.testing.assert_array_equal(second[0].alpha, first[0].alpha)
     np.testing.assert_array_equal(second[4].coarse, np.roll(mask, 3, axis=1))
     for index, matte in second.items():
         _check_matte(matte, (48, 64))
+    assert keyframes.plan(engine).total == 0  # nothing changed: nothing to do
+
+    keyframes.set(4, frames[4], make_prompt(np.roll(mask, 2, axis=1)))  # re-painting keyframe 4 changes 0's key too
+    assert keyframes.plan(engine).runs[0].key not in (single_key, plan.runs[0].key)
+    keyframes.remove(4)
+    plan = keyframes.plan(engine)
+    assert plan.conditioning == () and plan.runs[0].key == single_key and plan.indices == list(range(N_FRAMES))
+    memory.calls.clear()
+    third = dict(matte_keyframes(frames, engine, keyframes, plan, cache=cache))
+    assert all(c["cond"] == [0] and c["cond_memories"] == 1 for c in memory.calls)
+    for index, matte in third.items():  # single conditioning again: the one-keyframe mattes exactly
+        np.testing.assert_array_equal(matte.alpha, first[index].alpha, err_msg=f"frame {index}")
+
+
+def test_a_keyframe_behind_the_chain_gives_its_pointer_at_its_distance(engine, monkeypatch):
+    """Keyframes 0, 4, 8 of 9 frames: the chains from 4 read keyframe 0 (or 8) behind them, as SAM 2
+    propagating from 4 would: its object pointer 4 + n frames away; the one ahead gives its mask memory only."""
+    from napari_iconmat.core import Keyframes, QueryCache, matte_keyframes
+
+    sequence = list(synth_video(n_frames=9, size=(64, 48), seed=4))
+    frames = np.stack([f.image for f in sequence])
+    keyframes = Keyframes(9)
+    for k in (0, 4, 8):
+        keyframes.set(k, frames[k], make_prompt(sequence[k].alpha > 0.5))
+    plan = keyframes.plan(engine, frame_range=(3, 7))
+    assert plan.conditioning == (0, 4, 8)
+    assert [(r.keyframe, r.forward, r.backward) for r in plan.runs] == [(4, (5, 6), (3,))]
+    memory = _Memory(engine, monkeypatch)
+    assert sorted(dict(matte_keyframes(frames, engine, keyframes, plan, cache=QueryCache()))) == [3, 4, 5, 6]
+    forward_times, backward_times = [0, -4, 4], [0, 4, -4]  # keyframes 4, 0, 8 on each chain's axis
+    assert [(c["index"], c["cond"], c["cond_memories"]) for c in memory.calls] == [
+        (1, sorted(forward_times), 3), (2, sorted(forward_times), 3), (1, sorted(backward_times), 3)
+    ]
+    # frame 5: keyframe 4 at 1, keyframe 0 at 5; frame 6: + frame 5 at 1; frame 3 (backward): 4 at 1, 8 at 5
+    assert [c["pointer_offsets"] for c in memory.calls] == [[1, 5], [1, 2, 6], [1, 5]]
+
+
+def test_with_a_memory_sensitive_model_the_other_keyframe_changes_the_mattes(video):
+    """The tiny random model barely reads its memory (logits ~1e-3): with larger random weights
+    (std 0.1, seed 3) a second keyframe's conditioning changes the frames matted from the first."""
+    from napari_iconmat.core import Keyframes, QueryCache, matte_keyframes
+
+    frames, mask = video
+    sensitive = make_engine("sam2", **TINY)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for parameter in sensitive._loaded.model.parameters():
+            if parameter.dim() >= 2:
+                parameter.normal_(0.0, 0.1)
+    keyframes, cache = Keyframes(N_FRAMES), QueryCache()
+    keyframes.set(0, frames[0], make_prompt(mask))
+    alone = dict(matte_keyframes(frames, sensitive, keyframes, keyframes.plan(sensitive), cache=cache))
+    keyframes.set(4, frames[4], make_prompt(np.roll(mask, 3, axis=1)))
+    both = dict(matte_keyframes(frames, sensitive, keyframes, keyframes.plan(sensitive), cache=cache))
+    for index in (1, 2):  # matted from keyframe 0 in both runs
+        assert np.abs(both[index].alpha - alone[index].alpha).max() > 0.1, f"frame {index}"
 
 
 @pytest.mark.dask
