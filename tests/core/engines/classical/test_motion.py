@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_iconmat.core.engines.classical.motion import background_motion, motion_evidence
+from napari_iconmat.core.engines.classical.motion import background_motion, camera_residual, motion_evidence, moves_with_object
 
 
 def _scene(object_flow=(-3.0, 1.0)):
@@ -71,3 +71,38 @@ def test_background_motion_keeps_only_the_background_side_and_spares_object_colo
     # nor is a pixel next to the object whose colour the reference does not call object
     colour[40:80, 70:76] = -1.0
     assert background_motion(evidence, colour, carried)[40:80, 70:76].max() < -0.9
+
+
+def _turning_object():
+    """The scene above, plus an unseen part of the object (right of it, not carried) that moves with it,
+    textured (a checkerboard) where the flow is pinned down, and a straight horizontal edge beside it."""
+    flow, carried, confidence = _scene()
+    flow[40:80, 70:90] = (-3.0, 1.0)  # the object's new side: moves with it, not carried yet
+    gray = np.full(carried.shape, 100, np.uint8)
+    yy, xx = np.mgrid[0:120, 0:160]
+    gray[40:80, 70:90] = np.where(((yy[40:80, 70:90] // 4) + (xx[40:80, 70:90] // 4)) % 2, 200, 40)
+    gray[88:92, 20:100] = 220  # a rail: an edge, along which any horizontal motion fits
+    flow[85:95, 20:100] = (-3.0, 1.0)  # ... and the flow has smeared the object's motion along it
+    object_matrix = np.array([[1.0, 0.0, 3.0], [0.0, 1.0, -1.0]])  # previous -> now: the inverse of the flow
+    return flow, carried, confidence, object_matrix, gray
+
+
+def test_moves_with_object_finds_unseen_parts_that_follow_the_object_where_texture_pins_the_flow():
+    flow, carried, confidence, matrix, gray = _turning_object()
+    follows = moves_with_object(flow, carried, confidence, matrix, gray)
+    assert follows is not None and follows.shape == carried.shape and follows.dtype == np.float32
+    assert follows.min() >= 0 and follows.max() <= 1
+    assert np.median(follows[44:76, 71:77]) > 0.6  # the new side, next to the object ...
+    assert np.median(follows[44:76, 71:77]) > np.median(follows[44:76, 84:88])  # ... fading with distance from it
+    assert follows[95:115, 100:150].max() == 0  # background moving with the camera
+    assert np.median(follows[89:91, 30:90]) < 0.2  # the rail's straight edge
+    assert follows[12:28, 112:148].max() == 0  # the leak moves with the camera
+    camera = camera_residual(flow, carried, confidence)
+    assert np.array_equal(moves_with_object(flow, carried, confidence, matrix, gray, camera=camera), follows)
+
+
+def test_moves_with_object_is_silent_without_a_single_object_motion_or_a_camera_fit():
+    flow, carried, confidence, matrix, gray = _turning_object()
+    assert moves_with_object(flow, carried, confidence, None, gray) is None
+    carried[:] = 1.0
+    assert moves_with_object(flow, carried, confidence, matrix, gray) is None
