@@ -681,12 +681,7 @@ def matte_keyframes(
         key = keyframes[run.keyframe]
         query = cache.get(engine, key.image, key.prompt)
         if run.matte_keyframe:
-            reference, _ = engine.reference_matte(query)
-            if with_foreground and reference.foreground is None:
-                from ..frames import to_rgb_float
-                from ..matting.closed_form import estimate_foreground
-
-                reference.foreground = estimate_foreground(to_rgb_float(key.image), reference.alpha)
+            reference = _keyframe_matte(engine, query, key, with_foreground)
             keyframes.mark_done(run.keyframe, run.keyframe, run.key)
             yield run.keyframe, reference
         for chain, step in ((run.forward, 1), (run.backward, -1)):
@@ -703,6 +698,17 @@ def matte_keyframes(
                 keyframes.mark_done(index, run.keyframe, run.key)
                 keyframes.keep_track(run.keyframe, run.key, step, index, state)
                 yield index, matte
+
+
+def _keyframe_matte(engine: Engine, query: ReferenceQuery, key: Keyframe, with_foreground: bool) -> FrameMatte:
+    """The keyframe's own matte (its prompt, as the engine reads it), with its foreground if asked."""
+    reference, _ = engine.reference_matte(query)
+    if with_foreground and reference.foreground is None:
+        from ..frames import to_rgb_float
+        from ..matting.closed_form import estimate_foreground
+
+        reference.foreground = estimate_foreground(to_rgb_float(key.image), reference.alpha)
+    return reference
 
 
 def _blend(keyframes: Keyframes, frame: int, mattes: dict[int, FrameMatte]) -> FrameMatte:
@@ -755,12 +761,7 @@ def _matte_blended(frames, engine, keyframes: Keyframes, plan: Plan, cache, with
         key = keyframes[run.keyframe]
         query = cache.get(engine, key.image, key.prompt)
         if run.matte_keyframe:
-            reference, _ = engine.reference_matte(query)
-            if with_foreground and reference.foreground is None:
-                from ..frames import to_rgb_float
-                from ..matting.closed_form import estimate_foreground
-
-                reference.foreground = estimate_foreground(to_rgb_float(key.image), reference.alpha)
+            reference = _keyframe_matte(engine, query, key, with_foreground)
             pending.discard(run.keyframe)
             keyframes.mark_done(run.keyframe, run.keyframe, run.key)
             yield run.keyframe, reference
