@@ -678,37 +678,37 @@ def matte_keyframes(
         yield from _matte_blended(frames, engine, keyframes, plan, cache, with_foreground)
         return
     for run in plan.runs:
-        key = keyframes[run.keyframe]
-        query = cache.get(engine, key.image, key.prompt)
-        if run.matte_keyframe:
-            reference = _keyframe_matte(engine, query, key, with_foreground)
-            keyframes.mark_done(run.keyframe, run.keyframe, run.key)
-            yield run.keyframe, reference
-        for chain, step in ((run.forward, 1), (run.backward, -1)):
-            if not chain:
-                continue
-            chain_query = _chain_query(engine, keyframes, run.keyframe, step, query, cache)
-            kept = keyframes.track(run.keyframe, run.key, step)
-            if kept is not None and kept[0] == chain[0] - step:
-                state = kept[1]  # a stopped job resumes where it stopped
-            else:
-                _, state = engine.reference_matte(chain_query)  # each chain starts from the keyframe's own state
-            for index, frame in _chain(frames, chain):
-                matte, state = engine.matte_frame(frame, chain_query, state=state, with_foreground=with_foreground)
-                keyframes.mark_done(index, run.keyframe, run.key)
-                keyframes.keep_track(run.keyframe, run.key, step, index, state)
-                yield index, matte
+        for index, matte in _matte_run(frames, engine, keyframes, run, cache, with_foreground):
+            keyframes.mark_done(index, run.keyframe, run.key)
+            yield index, matte
 
 
-def _keyframe_matte(engine: Engine, query: ReferenceQuery, key: Keyframe, with_foreground: bool) -> FrameMatte:
-    """The keyframe's own matte (its prompt, as the engine reads it), with its foreground if asked."""
-    reference, _ = engine.reference_matte(query)
-    if with_foreground and reference.foreground is None:
-        from ..frames import to_rgb_float
-        from ..matting.closed_form import estimate_foreground
+def _matte_run(frames, engine: Engine, keyframes: Keyframes, run: KeyframeRun, cache, with_foreground: bool):
+    """Yield ``(index, FrameMatte)`` of one run: the keyframe's own matte (if the run has it), then its
+    chains' frames, each chain's track state kept (:meth:`Keyframes.keep_track`) before its frame is yielded."""
+    key = keyframes[run.keyframe]
+    query = cache.get(engine, key.image, key.prompt)
+    if run.matte_keyframe:
+        reference, _ = engine.reference_matte(query)
+        if with_foreground and reference.foreground is None:
+            from ..frames import to_rgb_float
+            from ..matting.closed_form import estimate_foreground
 
-        reference.foreground = estimate_foreground(to_rgb_float(key.image), reference.alpha)
-    return reference
+            reference.foreground = estimate_foreground(to_rgb_float(key.image), reference.alpha)
+        yield run.keyframe, reference
+    for chain, step in ((run.forward, 1), (run.backward, -1)):
+        if not chain:
+            continue
+        chain_query = _chain_query(engine, keyframes, run.keyframe, step, query, cache)
+        kept = keyframes.track(run.keyframe, run.key, step)
+        if kept is not None and kept[0] == chain[0] - step:
+            state = kept[1]  # a stopped job resumes where it stopped
+        else:
+            _, state = engine.reference_matte(chain_query)  # each chain starts from the keyframe's own state
+        for index, frame in _chain(frames, chain):
+            matte, state = engine.matte_frame(frame, chain_query, state=state, with_foreground=with_foreground)
+            keyframes.keep_track(run.keyframe, run.key, step, index, state)
+            yield index, matte
 
 
 def _blend(keyframes: Keyframes, frame: int, mattes: dict[int, FrameMatte]) -> FrameMatte:
@@ -758,26 +758,13 @@ def _matte_blended(frames, engine, keyframes: Keyframes, plan: Plan, cache, with
             if matte is not None:
                 yield frame, matte
     for run in plan.runs:
-        key = keyframes[run.keyframe]
-        query = cache.get(engine, key.image, key.prompt)
-        if run.matte_keyframe:
-            reference = _keyframe_matte(engine, query, key, with_foreground)
-            pending.discard(run.keyframe)
-            keyframes.mark_done(run.keyframe, run.keyframe, run.key)
-            yield run.keyframe, reference
-        for chain, step in ((run.forward, 1), (run.backward, -1)):
-            if not chain:
+        for index, matte in _matte_run(frames, engine, keyframes, run, cache, with_foreground):
+            if index == run.keyframe:  # its own matte: no blending
+                pending.discard(index)
+                keyframes.mark_done(index, run.keyframe, run.key)
+                yield index, matte
                 continue
-            chain_query = _chain_query(engine, keyframes, run.keyframe, step, query, cache)
-            kept = keyframes.track(run.keyframe, run.key, step)
-            if kept is not None and kept[0] == chain[0] - step:
-                state = kept[1]
-            else:
-                _, state = engine.reference_matte(chain_query)
-            for index, frame in _chain(frames, chain):
-                matte, state = engine.matte_frame(frame, chain_query, state=state, with_foreground=with_foreground)
-                keyframes.keep_side(index, run.keyframe, run.key, matte)
-                keyframes.keep_track(run.keyframe, run.key, step, index, state)
-                done = finish(index)
-                if done is not None:
-                    yield index, done
+            keyframes.keep_side(index, run.keyframe, run.key, matte)
+            done = finish(index)
+            if done is not None:
+                yield index, done
