@@ -69,8 +69,7 @@ def background_motion(evidence: np.ndarray, object_colour: np.ndarray, carried: 
     moving = (evidence > 0.0).astype(np.uint8)
     if not moving.any():
         return background.astype(np.float32)
-    radius = max(4.0, reach * np.sqrt(max(float((carried > 0.5).sum()), 1.0)))
-    near = np.clip(1.0 - cv2.distanceTransform(1 - moving, cv2.DIST_L2, 3) / radius, 0.0, 1.0)
+    near = _nearness(moving, reach, carried > 0.5)
     protect = near * np.clip(object_colour / colour_limit, 0.0, 1.0)
     return (background * (1.0 - protect)).astype(np.float32)
 
@@ -107,16 +106,14 @@ def moves_with_object(flow: np.ndarray, carried: np.ndarray, confidence: np.ndar
         return None
     residual, noise, moving = fit
     h, w = carried.shape
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+    grid = _pixel_grid(h, w)
     inverse = cv2.invertAffineTransform(matrix)
     before = grid @ inverse[:, :2].T.astype(np.float32) + inverse[:, 2].astype(np.float32)
     object_residual = np.hypot(*(flow - (before - grid)).transpose(2, 0, 1))
     threshold = np.sqrt(noise * moving)
     departs = np.clip(np.log(np.maximum(residual, 1e-3) / threshold) / np.log(moving / threshold), 0.0, 1.0)
     follows = np.clip(1.0 - object_residual / threshold, 0.0, 1.0)
-    body = (carried > 0.5).astype(np.uint8)
-    radius = max(4.0, reach * np.sqrt(max(float(body.sum()), 1.0)))
-    near = np.clip(1.0 - cv2.distanceTransform(1 - body, cv2.DIST_L2, 3) / radius, 0.0, 1.0)
+    near = _nearness((carried > 0.5).astype(np.uint8), reach, carried > 0.5)
     corners = cv2.cornerMinEigenVal(gray, 5)
     pinned = np.clip(corners / max(float(np.percentile(corners, 95)) * 0.1, 1e-6), 0.0, 1.0)
     return (departs * follows * near * pinned * confidence).astype(np.float32)
@@ -142,7 +139,7 @@ def camera_residual(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarra
     homography, _ = cv2.findHomography(now, now + flow[ys, xs], cv2.RANSAC, 1.0)
     if homography is None:
         return None
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+    grid = _pixel_grid(h, w)
     predicted = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), homography).reshape(h, w, 2) - grid
     # a degenerate fit can send points to infinity: such pixels are simply "not background"
     residual = np.nan_to_num(np.hypot(*(flow - predicted).transpose(2, 0, 1)), nan=np.inf)
@@ -151,3 +148,14 @@ def camera_residual(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarra
     if not np.isfinite(moving) or not np.isfinite(noise) or moving < max(min_motion, 3.0 * noise):
         return None
     return residual, noise, moving
+
+
+def _pixel_grid(h: int, w: int) -> np.ndarray:
+    """(h, w, 2) float32 pixel coordinates (x, y)."""
+    return np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+
+
+def _nearness(seed: np.ndarray, reach: float, body: np.ndarray) -> np.ndarray:
+    """1 on ``seed`` (uint8), falling linearly to 0 at ``reach`` x sqrt(area of ``body``) (at least 4 px) from it."""
+    radius = max(4.0, reach * np.sqrt(max(float(body.sum()), 1.0)))
+    return np.clip(1.0 - cv2.distanceTransform(1 - seed, cv2.DIST_L2, 3) / radius, 0.0, 1.0)
