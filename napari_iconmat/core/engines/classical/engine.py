@@ -53,6 +53,7 @@ from ...matting.trimap import band_width, trimap_from_mask
 from ...options import Option
 from ...prompt import Prompt
 from ...reference import ReferenceQuery, reference_signature
+from ...threads import beside, helps
 from .appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins
 from .confidence import colour_confidence, colour_similarity, flow_confidence, keypoint_confidence, size_confidence
 from .filters import wide_gaussian, within
@@ -127,20 +128,23 @@ def _local_colour_log_odds(state, flow: np.ndarray, lab: np.ndarray, carried: np
     prev_lab = cv2.remap(state.lab, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     area = float(np.count_nonzero(carried > 0.5))
     sigma = max(4.0, window * np.sqrt(max(area, 1.0)))
-    blur = lambda x: wide_gaussian(x, sigma)
     fg = carried.astype(np.float32)
-    bg = 1.0 - fg
-    scores = []
-    for weight in (fg, bg):
-        mass = blur(weight)
-        mean = blur(prev_lab * weight[..., None]) / (mass[..., None] + 1e-6)
-        second = blur(prev_lab**2 * weight[..., None]) / (mass[..., None] + 1e-6)
-        var = np.maximum((second - mean**2).mean(axis=2), 0) + 9.0
-        dist = ((lab - mean) ** 2).sum(axis=2)
-        scores.append((-dist / (2 * var) - 1.5 * np.log(var), mass))
-    (score_fg, mass_fg), (score_bg, mass_bg) = scores
+    # the two sides are independent: the background's on the helper thread
+    background = beside(_local_score, prev_lab, lab, 1.0 - fg, sigma) if helps() else None
+    score_fg, mass_fg = _local_score(prev_lab, lab, fg, sigma)
+    score_bg, mass_bg = background.result() if background is not None else _local_score(prev_lab, lab, 1.0 - fg, sigma)
     valid = np.minimum(mass_fg, mass_bg) > 0.03
     return np.where(valid, np.clip(score_fg - score_bg, -6.0, 6.0), 0.0).astype(np.float32)
+
+
+def _local_score(prev_lab: np.ndarray, lab: np.ndarray, weight: np.ndarray, sigma: float):
+    """Log-likelihood of each pixel's colour under the local Gaussian of one side (weights 0..1), and that side's local mass."""
+    mass = wide_gaussian(weight, sigma)
+    mean = wide_gaussian(prev_lab * weight[..., None], sigma) / (mass[..., None] + 1e-6)
+    second = wide_gaussian(prev_lab**2 * weight[..., None], sigma) / (mass[..., None] + 1e-6)
+    var = np.maximum((second - mean**2).mean(axis=2), 0) + 9.0
+    dist = ((lab - mean) ** 2).sum(axis=2)
+    return -dist / (2 * var) - 1.5 * np.log(var), mass
 
 
 def _growth_limit(carried: np.ndarray, found: np.ndarray | None, max_growth: float, regrow: float) -> float:
@@ -407,6 +411,7 @@ class ClassicalEngine(Engine):
         if self._refiner is not None:  # only then in the signature: default queries keep theirs
             self._params.update(refiner=refiner, vitmatte=str(vitmatte))
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._flow_forward = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._sift = cv2.SIFT_create(nfeatures=1500)
         self._frames_matted = 0  # for returning freed memory every _TRIM_EVERY frames
 
@@ -506,10 +511,13 @@ class ClassicalEngine(Engine):
 
         carried_full = None
         thin_carried = None
+        redetection = None
         if neighbour:
             carried, confidence, flow = self._carry_by_flow(state, gray)
             carried, confidence = carry_thin_parts(state.mask, state.gray, gray, flow, carried, confidence, p["thin_carry"])
             local = _local_colour_log_odds(state, flow, lab, carried, p["local_window"])
+            if p["redetect"] > 0 and helps():  # SIFT on the helper thread while the motion cues are computed here
+                redetection = beside(self._redetect, query, gray, carried)
             # the matting prior holds only what verifiably did not change (see core/temporal.py)
             held = confidence * unchanged(gray, state.gray, p["still_tolerance"])
             carried_full, confidence_full = self._carry_full(state.alpha, flow, held, full_hw)
@@ -527,7 +535,10 @@ class ClassicalEngine(Engine):
                 model = ColourModel(fg, query.arrays["colour_bg"]).with_scene(bins)
 
         log_odds = p["colour_weight"] * model.log_odds(bins)
-        found = self._redetect(query, gray, carried) if neighbour and p["redetect"] > 0 else None
+        if redetection is not None:
+            found = redetection.result()
+        else:
+            found = self._redetect(query, gray, carried) if neighbour and p["redetect"] > 0 else None
         # what the reference alone says of each colour (the veto and the motion cue read it)
         reference_colour = self._model(query).log_odds(bins) if neighbour else None
         # the camera's motion, fitted to the background's flow (both motion cues read it)
@@ -690,8 +701,11 @@ class ClassicalEngine(Engine):
 
     def _carry_by_flow(self, state: _Track, gray: np.ndarray):
         h, w = gray.shape
+        # the two flows are independent: the forward one on the helper thread (its own DIS instance)
+        forward = beside(self._flow_forward.calc, state.gray, gray, None) if helps() else None
         backward = self._flow.calc(gray, state.gray, None)  # for each pixel now: where it was before
-        forward = self._flow.calc(state.gray, gray, None)  # for each pixel before: where it went
+        # for each pixel before: where it went
+        forward = forward.result() if forward is not None else self._flow_forward.calc(state.gray, gray, None)
         grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         map_x, map_y = grid_x + backward[..., 0], grid_y + backward[..., 1]
         carried = cv2.remap(state.mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -383,3 +383,22 @@ def test_graph_cut_solved_in_the_undecided_box_equals_the_cut_of_the_whole_image
         whole = _graph_cut(log_odds, smoothness, right, down, beta)
         assert 0 < whole.sum() < whole.size
         np.testing.assert_array_equal(graph_cut(rgb, log_odds, smoothness), whole)
+
+
+def test_the_helper_thread_changes_no_pixel(video, monkeypatch):
+    # flows, redetection and the solver's products run beside the caller on two cores: same mattes as on one
+    from napari_iconmat.core.engines.classical import engine as classical
+    from napari_iconmat.core.matting import closed_form
+
+    def run():
+        engine = make_engine("classical")
+        query = engine.encode_reference(video[0].image, make_prompt(video[0].alpha > 0.5))
+        return [m.alpha for _, m in propagate([f.image for f in video], query, engine, reference_index=0)]
+
+    monkeypatch.setattr(closed_form, "_SPLIT_ENTRIES", 1)
+    beside = run()
+    monkeypatch.setattr(classical, "helps", lambda: False)
+    monkeypatch.setattr(closed_form, "helps", lambda: False)
+    alone = run()
+    for a, b in zip(beside, alone):
+        np.testing.assert_array_equal(a, b)
