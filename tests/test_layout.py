@@ -11,7 +11,7 @@ import napari_iconmat
 
 PACKAGE = Path(napari_iconmat.__file__).parent
 CORE = "napari_iconmat.core"
-ROOT_MODULES = {"engine", "registry", "options", "prompt", "reference", "frames", "weights", "explain"}
+ROOT_MODULES = {"engine", "registry", "options", "prompt", "reference", "frames", "weights", "explain", "threads"}
 
 
 def _module_name(path: Path) -> str:

@@ -10,8 +10,8 @@ An engine does two things:
    engine carries from one frame to the next: the previous frame and alpha);
    for unordered collections the state is ``None``.
 
-An engine may also offer one optional capability, which engines without it do
-not have (test with :func:`merges_queries`):
+An engine may also offer two optional capabilities, which engines without them
+do not have (test with :func:`merges_queries` and :func:`looks_ahead`):
 
 ``merge_queries(queries, times) -> ReferenceQuery``
     One query conditioned on several references of the same sequence (the
@@ -23,6 +23,14 @@ not have (test with :func:`merges_queries`):
     :func:`~napari_iconmat.core.reference.merged_signature` of theirs; with one
     query it returns that query. The ``sam2`` engine has it (SAM 2's memory
     attention reads several conditioning frames).
+
+``matte_frame(..., upcoming=next_frame)``
+    The sequence's next frame, when the caller knows it, so that the engine can
+    start on it (on a second core) while this frame is matted; the returned
+    state carries that work to the next call, which must pass exactly that
+    array as its frame to use it. The result is the same as without. The
+    ``classical`` engine has it (the next frame's flow and colour cues need only
+    this frame's coarse mask, not its alpha).
 
 Engines register themselves by name in :mod:`napari_iconmat.core.registry`.
 """
@@ -39,12 +47,32 @@ from .options import Option
 from .prompt import Prompt
 from .reference import ReferenceQuery
 
-__all__ = ["Engine", "EngineStatus", "FrameMatte", "merges_queries"]
+__all__ = ["Engine", "EngineStatus", "FrameMatte", "looks_ahead", "merges_queries"]
 
 
 def merges_queries(engine) -> bool:
     """Whether ``engine`` has the optional ``merge_queries`` capability (see the module docstring)."""
     return callable(getattr(engine, "merge_queries", None))
+
+
+def looks_ahead(engine) -> bool:
+    """Whether ``engine.matte_frame`` takes the optional ``upcoming`` frame (see the module docstring)."""
+    import inspect
+
+    try:
+        return "upcoming" in inspect.signature(engine.matte_frame).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def with_upcoming(pairs):
+    """``(index, frame)`` pairs as ``(index, frame, next frame or None)``: reads one frame ahead."""
+    pairs = iter(pairs)
+    current = next(pairs, None)
+    while current is not None:
+        following = next(pairs, None)
+        yield current[0], current[1], None if following is None else following[1]
+        current = following
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..engine import Engine, FrameMatte, merges_queries
+from ..engine import Engine, FrameMatte, looks_ahead, merges_queries, with_upcoming
 from ..errors import InputError, QueryMismatchError
 from ..frames import check_frame
 from ..prompt import Prompt
@@ -705,8 +705,10 @@ def _matte_run(frames, engine: Engine, keyframes: Keyframes, run: KeyframeRun, c
             state = kept[1]  # a stopped job resumes where it stopped
         else:
             _, state = engine.reference_matte(chain_query)  # each chain starts from the keyframe's own state
-        for index, frame in _chain(frames, chain):
-            matte, state = engine.matte_frame(frame, chain_query, state=state, with_foreground=with_foreground)
+        ahead = looks_ahead(engine)
+        for index, frame, upcoming in with_upcoming(_chain(frames, chain)):
+            extra = {"upcoming": upcoming} if ahead and upcoming is not None else {}
+            matte, state = engine.matte_frame(frame, chain_query, state=state, with_foreground=with_foreground, **extra)
             keyframes.keep_track(run.keyframe, run.key, step, index, state)
             yield index, matte
 

@@ -61,3 +61,21 @@ def test_work_beside_returns_its_result_and_raises_its_error():
     assert threads.beside(sum, [1, 2, 3]).result() == 6
     with pytest.raises(ZeroDivisionError):
         threads.beside(lambda: 1 / 0).result()
+
+
+def test_the_look_ahead_thread_runs_its_work_in_one_piece():
+    assert threads.ahead_of_caller(threads.helps).result() is False
+
+
+def test_with_upcoming_pairs_each_frame_with_the_next():
+    from napari_iconmat.core import make_engine
+    from napari_iconmat.core.engine import looks_ahead, with_upcoming
+
+    assert list(with_upcoming([(0, "a"), (1, "b"), (2, "c")])) == [(0, "a", "b"), (1, "b", "c"), (2, "c", None)]
+    assert list(with_upcoming([])) == []
+    assert looks_ahead(make_engine("classical"))
+
+    class Plain:  # an engine without the capability
+        def matte_frame(self, frame, query, *, state=None, with_foreground=False): ...
+
+    assert not looks_ahead(Plain())

@@ -39,7 +39,9 @@ Per frame, in three steps:
 
 from __future__ import annotations
 
+from concurrent.futures import wait
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -53,7 +55,7 @@ from ...matting.trimap import band_width, trimap_from_mask
 from ...options import Option
 from ...prompt import Prompt
 from ...reference import ReferenceQuery, reference_signature
-from ...threads import beside, helps
+from ...threads import ahead_of_caller, beside, helps
 from .appearance import ColourModel, fit_colour_model, hue_tolerant, lab_bins
 from .confidence import colour_confidence, colour_similarity, flow_confidence, keypoint_confidence, size_confidence
 from .filters import wide_gaussian, within
@@ -85,6 +87,40 @@ class _Track:
     mask: np.ndarray  # (h, w) float32 at working size: the coarse mask, what segmentation carries
     alpha: np.ndarray  # (H, W) float32, full size: what the matting prior carries
     model: ColourModel  # colour model adapted along the sequence
+    # (next frame, future of its _Cues) when the caller named the next frame; never saved
+    ahead: tuple | None = None
+
+
+class _Previous(NamedTuple):
+    """What the next frame's cues read of the previous frame (all known before its alpha)."""
+
+    gray: np.ndarray
+    lab: np.ndarray
+    mask: np.ndarray
+    full_hw: tuple[int, int]
+
+
+@dataclass
+class _Cues:
+    """A frame's images at working size and, on a sequence, the cues of :meth:`ClassicalEngine._cues`."""
+
+    rgb: np.ndarray
+    small: np.ndarray
+    gray: np.ndarray
+    bins: np.ndarray
+    lab: np.ndarray
+    neighbour: bool = False
+    carried: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    flow: np.ndarray | None = None
+    local: np.ndarray | None = None
+    found: np.ndarray | None = None
+    held: np.ndarray | None = None
+    object_moved: object = None
+    reference_colour: np.ndarray | None = None
+    camera: object = None
+    follows: np.ndarray | None = None
+    moves: np.ndarray | None = None
 
 
 def _logit(p: np.ndarray, eps: float = 0.02) -> np.ndarray:
@@ -414,6 +450,8 @@ class ClassicalEngine(Engine):
         self._flow_forward = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._sift = cv2.SIFT_create(nfeatures=1500)
         self._frames_matted = 0  # for returning freed memory every _TRIM_EVERY frames
+        self._looks_ahead = helps()
+        self._in_flight = None  # the last look-ahead started (see _cues_of)
 
     @classmethod
     def status(cls) -> EngineStatus:
@@ -490,41 +528,23 @@ class ClassicalEngine(Engine):
         return FrameMatte(alpha=alpha.copy(), coarse=query.arrays["shape"] > 0.5, confidence=1.0), track
 
     # ------------------------------------------------------------------ frames
-    def matte_frame(self, frame, query, *, state=None, with_foreground=False):
+    def matte_frame(self, frame, query, *, state=None, with_foreground=False, upcoming=None):
+        """See :class:`~napari_iconmat.core.engine.Engine`; ``upcoming``, the sequence's next frame when known,
+        has its flow and colour cues computed on a second thread while this frame is matted (same result)."""
         p = self._params
-        rgb = to_rgb_float(frame, tuple(query.meta["value_range"]))
-        full_hw = rgb.shape[:2]
-        small_hw = _working_size(full_hw, p["working_size"])
-        small = _resize(rgb, small_hw)
-        gray = _gray_u8(small)
-        bins = lab_bins(small)
-        lab = _lab(small)
-        # a temporal neighbour of another size (collections read as sequences) is no neighbour;
-        # nor is one in a frame too thin for optical flow (DIS needs 12 px each way)
-        neighbour = state is not None and state.gray.shape == gray.shape and state.alpha.shape == full_hw
-        neighbour = neighbour and min(gray.shape) >= _MIN_FLOW_SIDE
-        if neighbour and self._search_when_lost and not (state.mask > 0.5).any():
-            # the track is lost (nothing carried from the previous frame): search the whole frame
-            # as for a collection image, and resume from a find that is verified against the reference
-            neighbour = False
+        cues = self._cues_of(frame, query, state)
+        rgb, small, gray, bins, lab = cues.rgb, cues.small, cues.gray, cues.bins, cues.lab
+        full_hw, small_hw, neighbour = cues.rgb.shape[:2], cues.small.shape[:2], cues.neighbour
         model = state.model if neighbour else self._model(query).with_scene(bins)
 
         carried_full = None
         thin_carried = None
-        redetection = None
         if neighbour:
-            carried, confidence, flow = self._carry_by_flow(state, gray)
-            carried, confidence = carry_thin_parts(state.mask, state.gray, gray, flow, carried, confidence, p["thin_carry"])
-            local = _local_colour_log_odds(state, flow, lab, carried, p["local_window"])
-            if p["redetect"] > 0 and helps():  # SIFT on the helper thread while the motion cues are computed here
-                redetection = beside(self._redetect, query, gray, carried)
-            # the matting prior holds only what verifiably did not change (see core/temporal.py)
-            held = confidence * unchanged(gray, state.gray, p["still_tolerance"])
-            carried_full, confidence_full = self._carry_full(state.alpha, flow, held, full_hw)
-            object_moved = object_motion(carried, confidence, flow) if p["thin_matte"] > 0 or p["object_motion"] > 0 else None
+            carried, confidence, flow, local = cues.carried, cues.confidence, cues.flow, cues.local
+            carried_full, confidence_full = self._carry_full(state.alpha, flow, cues.held, full_hw)
             if p["thin_matte"] > 0:
-                if object_moved is not None:
-                    thin_carried = carry_thin_alpha(state.alpha, object_moved, small_hw, grow=p["thin_matte"])
+                if cues.object_moved is not None:
+                    thin_carried = carry_thin_alpha(state.alpha, cues.object_moved, small_hw, grow=p["thin_matte"])
         else:
             carried, confidence, transform = self._carry_by_keypoints(query, gray, small_hw)
             confidence_full = None
@@ -535,17 +555,7 @@ class ClassicalEngine(Engine):
                 model = ColourModel(fg, query.arrays["colour_bg"]).with_scene(bins)
 
         log_odds = p["colour_weight"] * model.log_odds(bins)
-        if redetection is not None:
-            found = redetection.result()
-        else:
-            found = self._redetect(query, gray, carried) if neighbour and p["redetect"] > 0 else None
-        # what the reference alone says of each colour (the veto and the motion cue read it)
-        reference_colour = self._model(query).log_odds(bins) if neighbour else None
-        # the camera's motion, fitted to the background's flow (both motion cues read it)
-        camera = camera_residual(flow, carried, confidence) if neighbour and (p["motion"] > 0 or p["object_motion"] > 0) else None
-        follows = None  # how surely each pixel next to the object moves with it
-        if camera is not None and p["object_motion"] > 0:
-            follows = moves_with_object(flow, carried, confidence, object_moved, gray, camera=camera)
+        found, reference_colour, camera, follows = cues.found, cues.reference_colour, cues.camera, cues.follows
         if neighbour and p["reference_veto"] > 0:
             # the adapted model can learn a leak; colours the reference calls background cannot
             veto = p["reference_veto"] * np.minimum(reference_colour, 0.0)
@@ -562,7 +572,7 @@ class ClassicalEngine(Engine):
         if found is not None:
             log_odds = log_odds + p["redetect"] * found
         if camera is not None and p["motion"] > 0:  # what moves with the camera is background
-            moves = motion_evidence(flow, carried, confidence, camera=camera)
+            moves = cues.moves
             if moves is not None:
                 colour = np.maximum(reference_colour, local)
                 log_odds += p["motion"] * background_motion(moves, colour, carried)
@@ -613,6 +623,14 @@ class ClassicalEngine(Engine):
         coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
         uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
 
+        if upcoming is not None and self._looks_ahead:
+            # the next frame's cues need this frame's coarse mask only, not its alpha: compute them meanwhile
+            previous = _Previous(gray, lab, mask_small.astype(np.float32), full_hw)
+            ahead = (upcoming, ahead_of_caller(self._cues, upcoming, query, previous))
+            self._in_flight = ahead[1]
+        else:
+            ahead = None
+
         unknown = None
         if thin_carried is not None and thin_carried[1].any():
             unknown, carried_full, confidence_full = self._thin_unknown(coarse, *thin_carried, carried_full, confidence_full)
@@ -628,8 +646,72 @@ class ClassicalEngine(Engine):
         self._frames_matted += 1
         if self._frames_matted % _TRIM_EVERY == 0:
             release_free_memory()
-        track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model)
+        track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model, ahead)
         return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground, confidence=confidence_score), track
+
+    def _cues_of(self, frame, query, state) -> _Cues:
+        """The frame's cues: computed ahead if ``state`` says so (for this very frame), else here."""
+        ahead = state.ahead if isinstance(state, _Track) else None
+        if ahead is not None and ahead[0] is frame:
+            if self._in_flight is ahead[1]:
+                self._in_flight = None
+            return ahead[1].result()
+        if self._in_flight is not None:
+            # another chain's look-ahead may still use the flow and SIFT objects: let it finish first
+            wait([self._in_flight])
+            self._in_flight = None
+        previous = None if state is None else _Previous(state.gray, state.lab, state.mask, state.alpha.shape)
+        return self._cues(frame, query, previous)
+
+    def _cues(self, frame, query, previous: _Previous | None) -> _Cues:
+        """Everything a frame's segmentation reads besides the colour model and the previous alpha.
+
+        From the frame alone and, on a sequence, the previous frame's gray, Lab and coarse mask:
+        the flow carry, local colours, redetection, the camera and motion cues.
+        """
+        p = self._params
+        rgb = to_rgb_float(frame, tuple(query.meta["value_range"]))
+        full_hw = rgb.shape[:2]
+        small_hw = _working_size(full_hw, p["working_size"])
+        small = _resize(rgb, small_hw)
+        gray = _gray_u8(small)
+        cues = _Cues(rgb=rgb, small=small, gray=gray, bins=lab_bins(small), lab=_lab(small))
+        # a temporal neighbour of another size (collections read as sequences) is no neighbour;
+        # nor is one in a frame too thin for optical flow (DIS needs 12 px each way)
+        neighbour = previous is not None and previous.gray.shape == gray.shape and previous.full_hw == full_hw
+        neighbour = neighbour and min(gray.shape) >= _MIN_FLOW_SIDE
+        if neighbour and self._search_when_lost and not (previous.mask > 0.5).any():
+            # the track is lost (nothing carried from the previous frame): search the whole frame
+            # as for a collection image, and resume from a find that is verified against the reference
+            neighbour = False
+        if not neighbour:
+            return cues
+        cues.neighbour = True
+        carried, confidence, flow = self._carry_by_flow(previous, gray)
+        carried, confidence = carry_thin_parts(previous.mask, previous.gray, gray, flow, carried, confidence, p["thin_carry"])
+        cues.carried, cues.confidence, cues.flow = carried, confidence, flow
+        cues.local = _local_colour_log_odds(previous, flow, cues.lab, carried, p["local_window"])
+        redetection = None
+        if p["redetect"] > 0 and helps():  # SIFT on the helper thread while the motion cues are computed here
+            redetection = beside(self._redetect, query, gray, carried)
+        # the matting prior holds only what verifiably did not change (see core/temporal.py)
+        cues.held = confidence * unchanged(gray, previous.gray, p["still_tolerance"])
+        if p["thin_matte"] > 0 or p["object_motion"] > 0:
+            cues.object_moved = object_motion(carried, confidence, flow)
+        # what the reference alone says of each colour (the veto and the motion cue read it)
+        cues.reference_colour = self._model(query).log_odds(cues.bins)
+        # the camera's motion, fitted to the background's flow (both motion cues read it)
+        if p["motion"] > 0 or p["object_motion"] > 0:
+            cues.camera = camera_residual(flow, carried, confidence)
+        if cues.camera is not None and p["object_motion"] > 0:  # how surely each pixel next to the object moves with it
+            cues.follows = moves_with_object(flow, carried, confidence, cues.object_moved, gray, camera=cues.camera)
+        if cues.camera is not None and p["motion"] > 0:
+            cues.moves = motion_evidence(flow, carried, confidence, camera=cues.camera)
+        if redetection is not None:
+            cues.found = redetection.result()
+        elif p["redetect"] > 0:
+            cues.found = self._redetect(query, gray, carried)
+        return cues
 
     def _confidence(self, query, bins, mask_small, neighbour, state, transform, flow_check, carried) -> float:
         """The frame's confidence in [0, 1] (:mod:`~napari_iconmat.core.engines.classical.confidence`): the

@@ -385,20 +385,40 @@ def test_graph_cut_solved_in_the_undecided_box_equals_the_cut_of_the_whole_image
         np.testing.assert_array_equal(graph_cut(rgb, log_odds, smoothness), whole)
 
 
-def test_the_helper_thread_changes_no_pixel(video, monkeypatch):
-    # flows, redetection and the solver's products run beside the caller on two cores: same mattes as on one
+def test_the_helper_threads_change_no_pixel(video, monkeypatch):
+    # flows, redetection, the solver's products and the next frame's cues run beside the caller on two
+    # cores: the same mattes as on one
     from napari_iconmat.core.engines.classical import engine as classical
     from napari_iconmat.core.matting import closed_form
 
     def run():
         engine = make_engine("classical")
         query = engine.encode_reference(video[0].image, make_prompt(video[0].alpha > 0.5))
-        return [m.alpha for _, m in propagate([f.image for f in video], query, engine, reference_index=0)]
+        return engine, [m.alpha for _, m in propagate([f.image for f in video], query, engine, reference_index=0)]
 
     monkeypatch.setattr(closed_form, "_SPLIT_ENTRIES", 1)
-    beside = run()
+    engine, beside = run()
+    assert engine._looks_ahead
     monkeypatch.setattr(classical, "helps", lambda: False)
     monkeypatch.setattr(closed_form, "helps", lambda: False)
-    alone = run()
+    engine, alone = run()
+    assert not engine._looks_ahead
     for a, b in zip(beside, alone):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_look_ahead_for_another_frame_is_not_used(video):
+    # the state carries the cues of the frame it was told comes next; any other frame is matted afresh
+    engine = make_engine("classical")
+    query = engine.encode_reference(video[0].image, make_prompt(video[0].alpha > 0.5))
+    frames = [f.image for f in video]
+    _, start = engine.reference_matte(query)
+    first, told = engine.matte_frame(frames[1], query, state=start, upcoming=frames[2])
+    assert told.ahead is not None and told.ahead[0] is frames[2]
+    _, plain = engine.matte_frame(frames[1], query, state=start)
+    assert plain.ahead is None
+    expected, _ = engine.matte_frame(frames[3], query, state=plain)
+    other, _ = engine.matte_frame(frames[3], query, state=told)  # told frame 2 comes next, got frame 3
+    np.testing.assert_array_equal(other.alpha, expected.alpha)
+    same, _ = engine.matte_frame(frames[2].copy(), query, state=told)  # an equal copy is not that frame
+    np.testing.assert_array_equal(same.alpha, engine.matte_frame(frames[2], query, state=plain)[0].alpha)
