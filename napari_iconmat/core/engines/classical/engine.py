@@ -463,6 +463,7 @@ class ClassicalEngine(Engine):
 
     # ------------------------------------------------------------------ reference
     def encode_reference(self, image: np.ndarray, prompt: Prompt) -> ReferenceQuery:
+        self._settle()  # its SIFT object may be in use by a look-ahead
         value_range = intensity_range(image)
         rgb = to_rgb_float(image, value_range)
         if tuple(prompt.shape) != rgb.shape[:2]:
@@ -651,17 +652,18 @@ class ClassicalEngine(Engine):
 
     def _cues_of(self, frame, query, state) -> _Cues:
         """The frame's cues: computed ahead if ``state`` says so (for this very frame), else here."""
+        self._settle()
         ahead = state.ahead if isinstance(state, _Track) else None
         if ahead is not None and ahead[0] is frame:
-            if self._in_flight is ahead[1]:
-                self._in_flight = None
             return ahead[1].result()
-        if self._in_flight is not None:
-            # another chain's look-ahead may still use the flow and SIFT objects: let it finish first
-            wait([self._in_flight])
-            self._in_flight = None
         previous = None if state is None else _Previous(state.gray, state.lab, state.mask, state.alpha.shape)
         return self._cues(frame, query, previous)
+
+    def _settle(self) -> None:
+        """Wait for the look-ahead in flight (this chain's or another's): it may use the flow and SIFT objects."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            wait([in_flight])
 
     def _cues(self, frame, query, previous: _Previous | None) -> _Cues:
         """Everything a frame's segmentation reads besides the colour model and the previous alpha.
