@@ -21,7 +21,11 @@ between two keyframes is matted from **both**: the earlier keyframe's forward
 chain and the later one's backward chain, blended by closeness times each
 matte's confidence (:meth:`Keyframes.blend_weights`); frames before the first or
 after the last keyframe come from that one alone. Each side's matte is kept, so
-a new keyframe runs only its own two chains. Without blending:
+a new keyframe runs only its own two chains, and each of them stops at the first
+frame where its matte agrees with the other side's matte kept from an earlier
+job (:data:`MEET_AGREEMENT`): that frame is blended, the frames beyond keep the
+other side's matte alone (:meth:`Keyframes.sources`). A correction so changes the
+frames that were wrong and leaves those that were right. Without blending:
 
 So each keyframe owns one contiguous segment of frames around it, and a frame's
 matte depends only on its keyframe (its pixels, prompt and the engine, i.e. the
@@ -199,7 +203,8 @@ class Keyframes:
         backward chain) and the two alphas are blended, each weighted by its
         closeness (``1 - distance / gap``) times its matte's confidence (None
         counts as 1). Each side's matte is kept (:attr:`sides`), so a new
-        keyframe between two others computes only its own chains.
+        keyframe between two others computes only its own chains, up to where
+        they meet the kept mattes (see the module docstring).
 
     Notes
     -----
@@ -221,6 +226,9 @@ class Keyframes:
         self.blend = bool(blend)
         # with blend: (frame, keyframe, signature key) -> the FrameMatte that keyframe's chain gave the frame
         self._sides: dict[tuple[int, int, str], FrameMatte] = {}
+        # with blend: (earlier keyframe, later keyframe) -> (their keys, the frame where a re-matted chain met
+        # the other side's kept mattes, the keyframe whose chain stopped there); see :meth:`sources`
+        self._meets: dict[tuple[int, int], tuple[str, str, int, int]] = {}
         self.direction = direction
 
     # ------------------------------------------------------------ keyframes
@@ -384,8 +392,23 @@ class Keyframes:
             return [owner]
         at = bisect.bisect_right(self._sorted, frame)
         if 0 < at < len(self._sorted):
-            return [self._sorted[at - 1], self._sorted[at]]
+            a, b = self._sorted[at - 1], self._sorted[at]
+            meet = self._meets.get((a, b))
+            if meet is not None:
+                met, stopper = meet[2], meet[3]
+                if stopper == b and frame < met:
+                    return [a]  # beyond where b's chain met a's mattes: a's alone, as before b's chain ran
+                if stopper == a and frame > met:
+                    return [b]
+            return [a, b]
         return [owner]
+
+    def meet(self, frame: int, keyframe: int, keys: dict[int, str]) -> None:
+        """Record that ``keyframe``'s chain, re-matted, agreed at ``frame`` with the other side's kept matte
+        (:data:`MEET_AGREEMENT`): the frames beyond it keep the other side's mattes alone."""
+        at = bisect.bisect_right(self._sorted, frame)
+        a, b = self._sorted[at - 1], self._sorted[at]
+        self._meets[(a, b)] = (keys[a], keys[b], int(frame), int(keyframe))
 
     def blend_weights(self, frame: int, mattes: dict[int, FrameMatte]) -> dict[int, float]:
         """Weight of each source keyframe's matte of ``frame``: closeness times confidence, summing to 1."""
@@ -423,6 +446,7 @@ class Keyframes:
             self._done.clear()
             self._tracks.clear()
             self._sides.clear()
+            self._meets.clear()
         for frame in frames or ():
             self._done.pop(int(frame), None)
         if frames:
@@ -489,6 +513,11 @@ class Keyframes:
     def _blend_plan(self, keys: dict[int, str], start: int, stop: int, conditioning: tuple[int, ...]) -> Plan:
         """:meth:`plan` with blending: chains run only where a source keyframe's matte is not kept."""
         self._sides = {k: v for k, v in self._sides.items() if keys.get(k[1]) == k[2]}
+        # a meeting holds while both keyframes keep their queries and stay neighbours
+        self._meets = {
+            (a, b): m for (a, b), m in self._meets.items()
+            if (keys.get(a), keys.get(b)) == m[:2] and self._sorted.index(b) == self._sorted.index(a) + 1
+        }  # fmt: skip
         dirty, need = [], {k: [] for k in self._sorted}
         for frame in range(start, stop):
             owner = self.owner(frame)
@@ -683,9 +712,10 @@ def matte_keyframes(
             yield index, matte
 
 
-def _matte_run(frames, engine: Engine, keyframes: Keyframes, run: KeyframeRun, cache, with_foreground: bool):
+def _matte_run(frames, engine: Engine, keyframes: Keyframes, run: KeyframeRun, cache, with_foreground: bool, stop=None):
     """Yield ``(index, FrameMatte)`` of one run: the keyframe's own matte (if the run has it), then its
-    chains' frames, each chain's track state kept (:meth:`Keyframes.keep_track`) before its frame is yielded."""
+    chains' frames, each chain's track state kept (:meth:`Keyframes.keep_track`) before its frame is yielded.
+    A chain ends early once its step (+1, -1) is in the set ``stop`` (the consumer adds it)."""
     key = keyframes[run.keyframe]
     query = cache.get(engine, key.image, key.prompt)
     if run.matte_keyframe:
@@ -711,6 +741,8 @@ def _matte_run(frames, engine: Engine, keyframes: Keyframes, run: KeyframeRun, c
             matte, state = engine.matte_frame(frame, chain_query, state=state, with_foreground=with_foreground, **extra)
             keyframes.keep_track(run.keyframe, run.key, step, index, state)
             yield index, matte
+            if stop is not None and step in stop:
+                break
 
 
 def _blend(keyframes: Keyframes, frame: int, mattes: dict[int, FrameMatte]) -> FrameMatte:
@@ -759,14 +791,53 @@ def _matte_blended(frames, engine, keyframes: Keyframes, plan: Plan, cache, with
             matte = finish(frame)
             if matte is not None:
                 yield frame, matte
+    made: set[tuple[int, int]] = set()  # (frame, keyframe) sides matted by this job, not kept from before
     for run in plan.runs:
-        for index, matte in _matte_run(frames, engine, keyframes, run, cache, with_foreground):
+        stop: set[int] = set()
+        for index, matte in _matte_run(frames, engine, keyframes, run, cache, with_foreground, stop):
             if index == run.keyframe:  # its own matte: no blending
                 pending.discard(index)
                 keyframes.mark_done(index, run.keyframe, run.key)
                 yield index, matte
                 continue
             keyframes.keep_side(index, run.keyframe, run.key, matte)
+            made.add((index, run.keyframe))
+            met = _meets_kept_side(keyframes, index, run.keyframe, keys, matte, made)
             done = finish(index)
             if done is not None:
                 yield index, done
+            if met:
+                # the chain agrees with the other side's kept mattes here: beyond, those stay as they are
+                keyframes.meet(index, run.keyframe, keys)
+                stop.add(1 if index > run.keyframe else -1)
+                for frame in sorted(pending):  # those frames now have all (one) of their sources
+                    done = finish(frame)
+                    if done is not None:
+                        yield frame, done
+
+
+#: Where a re-matted chain's matte and the other keyframe's matte of the same frame, kept from an earlier
+#: job, overlap this much (IoU of alpha > 0.5), the chain stops: the frames beyond keep the other side's
+#: mattes. A correction then changes the frames that were wrong and leaves those that were right (the old
+#: matte is not blended with a chain that drifted after the two had agreed).
+MEET_AGREEMENT = 0.9
+
+
+def _agreement(alpha_a: np.ndarray, alpha_b: np.ndarray) -> float:
+    """IoU of ``alpha > 0.5`` of two mattes; 1 when both are empty."""
+    a, b = alpha_a > 0.5, alpha_b > 0.5
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def _meets_kept_side(keyframes: Keyframes, frame: int, keyframe: int, keys: dict[int, str], matte: FrameMatte, made) -> bool:
+    """Whether ``keyframe``'s new matte of ``frame`` agrees with the other source keyframe's matte kept from
+    an earlier job (not one this job made: two new chains are both blended, as before)."""
+    sources = keyframes.sources(frame)
+    if len(sources) != 2:
+        return False
+    other = sources[0] if sources[1] == keyframe else sources[1]
+    if (frame, other) in made:
+        return False
+    kept = keyframes.side(frame, other, keys[other])
+    return kept is not None and _agreement(matte.alpha, kept.alpha) >= MEET_AGREEMENT

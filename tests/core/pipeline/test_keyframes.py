@@ -263,7 +263,10 @@ def test_blending_between_two_keyframes_weights_closeness_and_confidence(video):
     assert keys.blend_weights(2, {0: one, 6: unsure}) == pytest.approx({0: 1.0, 6: 0.0})
 
 
-def test_blending_a_new_keyframe_runs_only_its_chains_and_resumes_after_a_stop(video):
+def test_blending_a_new_keyframe_runs_only_its_chains_and_resumes_after_a_stop(video, monkeypatch):
+    from napari_iconmat.core.pipeline import keyframes as keyframes_module
+
+    monkeypatch.setattr(keyframes_module, "MEET_AGREEMENT", np.inf)  # chains never stop where they agree
     frames, alpha = video
     engine = _engine()
     recorder = _Recorder(engine, frames)
@@ -281,3 +284,60 @@ def test_blending_a_new_keyframe_runs_only_its_chains_and_resumes_after_a_stop(v
     resumed = dict(matte_keyframes(frames, engine, keys, keys.plan(engine)))
     assert sorted(resumed) == [1, 2, 3, 4] and recorder.calls == [6, 7, 4, 3, 2, 1]
     assert keys.plan(engine).total == 0
+
+
+def test_a_correction_stops_where_it_meets_the_old_mattes(video):
+    # the new keyframe's backward chain agrees with the old mattes at once on this easy video: the frames
+    # beyond keep their old mattes untouched, and only the meeting frame is blended
+    frames, alpha = video
+    engine = _engine()
+    recorder = _Recorder(engine, frames)
+    keys = Keyframes(N, blend=True)
+    keys.set(0, frames[0], make_prompt(alpha[0] > 0.5))
+    _, before = _run(frames, engine, keys)
+    recorder.calls.clear()
+    keys.set(5, frames[5], make_prompt(alpha[5] > 0.5))
+    plan, after = _run(frames, engine, keys)
+    assert sorted(after) == plan.indices == list(range(1, N))  # every frame of the plan still arrives
+    assert recorder.calls == [6, 7, 4]  # 5's backward chain stopped at 4
+    for i in (1, 2, 3):
+        assert keys.sources(i) == [0]
+        np.testing.assert_array_equal(after[i].alpha, before[i].alpha)
+    assert keys.sources(4) == [0, 5]
+    assert keys.plan(engine).total == 0
+
+
+def test_a_correction_that_disagrees_remattes_up_to_the_other_keyframe(video):
+    from napari_iconmat.core.pipeline.keyframes import MEET_AGREEMENT, _agreement
+
+    frames, alpha = video
+    engine = _engine()
+    recorder = _Recorder(engine, frames)
+    keys = Keyframes(N, blend=True)
+    keys.set(0, frames[0], make_prompt(alpha[0] > 0.5))
+    _run(frames, engine, keys)
+    recorder.calls.clear()
+    # the "correction" marks a patch of background: its chain never agrees with the old mattes
+    half = np.zeros(alpha[5].shape, bool)
+    half[2:18, 2:18] = True
+    assert not (alpha[5][half] > 0.5).any()
+    keys.set(5, frames[5], make_prompt(half))
+    plan, after = _run(frames, engine, keys)
+    assert recorder.calls == [6, 7, 4, 3, 2, 1]
+    assert all(keys.sources(i) == [0, 5] for i in (1, 2, 3, 4))
+    assert _agreement(after[4].alpha, half) < MEET_AGREEMENT
+    # the meeting of an earlier plan is forgotten when a keyframe's prompt changes
+    keys.set(5, frames[5], make_prompt(alpha[5] > 0.5))
+    keys.plan(engine)
+    assert keys.sources(2) == [0, 5]
+
+
+def test_agreement_is_the_iou_of_the_two_mattes():
+    from napari_iconmat.core.pipeline.keyframes import _agreement
+
+    a = np.zeros((4, 4), np.float32)
+    b = a.copy()
+    assert _agreement(a, b) == 1.0  # both empty: they agree
+    a[:2] = 1.0
+    b[:1] = 0.8
+    assert _agreement(a, b) == pytest.approx(0.5)
