@@ -12,7 +12,10 @@ Rules (classical engine):
 * ``nearest``: every frame from its nearest keyframe alone (``Keyframes(n)``);
 * ``blend``: a frame between two keyframes from both, weighted by
   :meth:`~napari_iconmat.core.pipeline.keyframes.Keyframes.blend_weights` (``Keyframes(n,
-  blend=True)``, the widget's rule);
+  blend=True)`` with ``MEET_AGREEMENT`` off: both sides on every frame between the keyframes);
+* ``meet``: the widget's rule, ``blend`` where the correction's chain stops at the first frame where
+  it agrees with the old matte (:data:`~napari_iconmat.core.pipeline.keyframes.MEET_AGREEMENT`), the
+  frames beyond keeping their old mattes;
 * ``daf``: an offline emulation, not in the widget, of MiVOS's difference-aware fusion without
   its network (see :func:`_difference_aware`); it runs the correction's backward chain twice.
 
@@ -29,8 +32,8 @@ Usage::
     python benchmarks/correction_effect.py sample --working-size 320 --detail
     python benchmarks/correction_effect.py ../shared/data/davis2016-train/bear --correction 20 --json out.json
 
-``--detail`` adds the frames between the keyframes one by one: the IoU before, after ``blend``
-and after ``daf``, and each side's IoU, confidence and blend weight.
+``--detail`` adds the frames between the keyframes one by one: the IoU before, after ``blend``,
+``meet`` and ``daf``, and each side's IoU, confidence and blend weight (of the ``blend`` run).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-RULES = ("nearest", "blend", "daf")
+RULES = ("nearest", "blend", "meet", "daf")
 
 
 def load_sample() -> tuple[np.ndarray, np.ndarray]:
@@ -110,18 +113,25 @@ def correction_effect(frames, masks, correction: int, working_size: int, detail:
     """
     from napari_iconmat.core import Keyframes, QueryCache, make_engine, make_prompt
     from napari_iconmat.core.evaluation.metrics import iou
+    from napari_iconmat.core.pipeline import keyframes as keyframes_module
 
     engine = make_engine("classical", working_size=working_size)
     score = lambda alphas: [iou(alphas[i], masks[i]) for i in range(len(frames))]  # noqa: E731
     others = [i for i in range(1, len(frames)) if i != correction]
     result, before_alpha = {}, None
-    for rule in ("nearest", "blend"):
-        keys, cache = Keyframes(len(frames), blend=rule == "blend"), QueryCache()
-        keys.set(0, frames[0], make_prompt(masks[0]))
-        alphas = _propagate(frames, engine, keys, cache)
-        before_alpha = dict(alphas)
-        keys.set(correction, frames[correction], make_prompt(masks[correction]))
-        redone = _propagate(frames, engine, keys, cache)
+    widget_agreement = keyframes_module.MEET_AGREEMENT
+    for rule in ("nearest", "meet", "blend"):  # blend last: daf reads its sides
+        # blend: both sides on every frame between the keyframes (no chain stops where it meets the other)
+        keyframes_module.MEET_AGREEMENT = np.inf if rule == "blend" else widget_agreement
+        try:
+            keys, cache = Keyframes(len(frames), blend=rule != "nearest"), QueryCache()
+            keys.set(0, frames[0], make_prompt(masks[0]))
+            alphas = _propagate(frames, engine, keys, cache)
+            before_alpha = dict(alphas)
+            keys.set(correction, frames[correction], make_prompt(masks[correction]))
+            redone = _propagate(frames, engine, keys, cache)
+        finally:
+            keyframes_module.MEET_AGREEMENT = widget_agreement
         alphas.update(redone)
         result[rule] = {"rematted": sorted(redone), "after": score(alphas)}
     signature = dict(keys.plan(engine).keys)
@@ -140,7 +150,7 @@ def correction_effect(frames, masks, correction: int, working_size: int, detail:
     result["before"] = before
     if detail:
         result["detail"] = [
-            {"frame": i, "before": before[i], "blend": result["blend"]["after"][i], "daf": result["daf"]["after"][i], **{
+            {"frame": i, "before": before[i], "blend": result["blend"]["after"][i], "meet": result["meet"]["after"][i], "daf": result["daf"]["after"][i], **{
                 f"{name}_{field}": value
                 for name, k in (("first", 0), ("correction", correction))
                 for field, value in (("iou", iou(sides[i][k].alpha, masks[i])), ("confidence", sides[i][k].confidence), ("weight", weights[i][k]))
