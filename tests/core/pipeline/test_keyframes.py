@@ -286,16 +286,22 @@ def test_blending_a_new_keyframe_runs_only_its_chains_and_resumes_after_a_stop(v
     assert keys.plan(engine).total == 0
 
 
-def test_a_correction_stops_where_it_meets_the_old_mattes(video):
-    # the new keyframe's backward chain agrees with the old mattes at once on this easy video: the frames
-    # beyond keep their old mattes untouched, and only the meeting frame is blended
-    frames, alpha = video
+def _marked_on_frame_0(frames, alpha):
+    """Blending keyframes with one keyframe at 0, propagated; the engine's frame calls recorded from here on."""
     engine = _engine()
     recorder = _Recorder(engine, frames)
     keys = Keyframes(N, blend=True)
     keys.set(0, frames[0], make_prompt(alpha[0] > 0.5))
-    _, before = _run(frames, engine, keys)
+    _, mattes = _run(frames, engine, keys)
     recorder.calls.clear()
+    return engine, recorder, keys, mattes
+
+
+def test_a_correction_stops_where_it_meets_the_old_mattes(video):
+    # the new keyframe's backward chain agrees with the old mattes at once on this easy video: the frames
+    # beyond keep their old mattes untouched, and only the meeting frame is blended
+    frames, alpha = video
+    engine, recorder, keys, before = _marked_on_frame_0(frames, alpha)
     keys.set(5, frames[5], make_prompt(alpha[5] > 0.5))
     plan, after = _run(frames, engine, keys)
     assert sorted(after) == plan.indices == list(range(1, N))  # every frame of the plan still arrives
@@ -311,12 +317,7 @@ def test_a_correction_that_disagrees_remattes_up_to_the_other_keyframe(video):
     from napari_iconmat.core.pipeline.keyframes import MEET_AGREEMENT, _agreement
 
     frames, alpha = video
-    engine = _engine()
-    recorder = _Recorder(engine, frames)
-    keys = Keyframes(N, blend=True)
-    keys.set(0, frames[0], make_prompt(alpha[0] > 0.5))
-    _run(frames, engine, keys)
-    recorder.calls.clear()
+    engine, recorder, keys, _ = _marked_on_frame_0(frames, alpha)
     # the "correction" marks a patch of background: its chain never agrees with the old mattes
     half = np.zeros(alpha[5].shape, bool)
     half[2:18, 2:18] = True
