@@ -47,7 +47,7 @@ from .options import Option
 from .prompt import Prompt
 from .reference import ReferenceQuery
 
-__all__ = ["Engine", "EngineStatus", "FrameMatte", "looks_ahead", "merges_queries"]
+__all__ = ["Engine", "EngineStatus", "FrameMatte", "looks_ahead", "merges_queries", "with_upcoming"]
 
 
 def merges_queries(engine) -> bool:
@@ -65,13 +65,19 @@ def looks_ahead(engine) -> bool:
         return False
 
 
-def with_upcoming(pairs):
-    """``(index, frame)`` pairs as ``(index, frame, next frame or None)``: reads one frame ahead."""
+def with_upcoming(engine, pairs):
+    """``(index, frame)`` pairs of a chain as ``(index, frame, options)``, ``options`` the keyword arguments
+    of ``engine.matte_frame`` for it: ``{'upcoming': next frame}`` when the engine looks ahead (then the
+    pairs are read one frame ahead), else ``{}``."""
     pairs = iter(pairs)
+    if not looks_ahead(engine):
+        for index, frame in pairs:
+            yield index, frame, {}
+        return
     current = next(pairs, None)
     while current is not None:
         following = next(pairs, None)
-        yield current[0], current[1], None if following is None else following[1]
+        yield current[0], current[1], {} if following is None else {"upcoming": following[1]}
         current = following
 
 

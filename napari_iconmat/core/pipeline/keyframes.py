@@ -80,8 +80,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..engine import Engine, FrameMatte, looks_ahead, merges_queries, with_upcoming
+from ..engine import Engine, FrameMatte, merges_queries, with_upcoming
 from ..errors import InputError, QueryMismatchError
+from ..evaluation.metrics import iou
 from ..frames import check_frame
 from ..prompt import Prompt
 from ..reference import ReferenceQuery, merged_signature, reference_signature
@@ -735,10 +736,8 @@ def _matte_run(frames, engine: Engine, keyframes: Keyframes, run: KeyframeRun, c
             state = kept[1]  # a stopped job resumes where it stopped
         else:
             _, state = engine.reference_matte(chain_query)  # each chain starts from the keyframe's own state
-        ahead = looks_ahead(engine)
-        for index, frame, upcoming in with_upcoming(_chain(frames, chain)):
-            extra = {"upcoming": upcoming} if ahead and upcoming is not None else {}
-            matte, state = engine.matte_frame(frame, chain_query, state=state, with_foreground=with_foreground, **extra)
+        for index, frame, options in with_upcoming(engine, _chain(frames, chain)):
+            matte, state = engine.matte_frame(frame, chain_query, state=state, with_foreground=with_foreground, **options)
             keyframes.keep_track(run.keyframe, run.key, step, index, state)
             yield index, matte
             if stop is not None and step in stop:
@@ -823,13 +822,6 @@ def _matte_blended(frames, engine, keyframes: Keyframes, plan: Plan, cache, with
 MEET_AGREEMENT = 0.9
 
 
-def _agreement(alpha_a: np.ndarray, alpha_b: np.ndarray) -> float:
-    """IoU of ``alpha > 0.5`` of two mattes; 1 when both are empty."""
-    a, b = alpha_a > 0.5, alpha_b > 0.5
-    union = np.count_nonzero(a | b)
-    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
-
-
 def _meets_kept_side(keyframes: Keyframes, frame: int, keyframe: int, keys: dict[int, str], matte: FrameMatte, made) -> bool:
     """Whether ``keyframe``'s new matte of ``frame`` agrees with the other source keyframe's matte kept from
     an earlier job (not one this job made: two new chains are both blended, as before)."""
@@ -840,4 +832,4 @@ def _meets_kept_side(keyframes: Keyframes, frame: int, keyframe: int, keys: dict
     if (frame, other) in made:
         return False
     kept = keyframes.side(frame, other, keys[other])
-    return kept is not None and _agreement(matte.alpha, kept.alpha) >= MEET_AGREEMENT
+    return kept is not None and iou(matte.alpha, kept.alpha) >= MEET_AGREEMENT

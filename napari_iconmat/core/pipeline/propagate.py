@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..engine import Engine, FrameMatte, looks_ahead, with_upcoming
+from ..engine import Engine, FrameMatte, with_upcoming
 from ..errors import InputError
 from ..frames import to_rgb_float
 from ..matting.closed_form import estimate_foreground
@@ -172,11 +172,9 @@ def propagate(
                         matte.foreground = estimate_foreground(rgb, matte.alpha)
                 yield reference_index, matte
                 continue
-        ahead = looks_ahead(engine)
-        for index, frame, upcoming in with_upcoming(_frames(source, run.indices)):
-            extra = {"upcoming": upcoming} if ahead and upcoming is not None else {}
+        for index, frame, options in with_upcoming(engine, _frames(source, run.indices)):
             try:
-                matte, state = engine.matte_frame(frame, query, state=state, with_foreground=with_foreground and index in run.emit, **extra)
+                matte, state = engine.matte_frame(frame, query, state=state, with_foreground=with_foreground and index in run.emit, **options)
             except InputError as exc:  # name the frame the problem is in
                 raise InputError(f"frame {index}: {exc}") from None
             if index in run.emit:

@@ -14,7 +14,7 @@ import json
 import warnings
 from pathlib import Path
 
-from ..engine import looks_ahead, with_upcoming
+from ..engine import with_upcoming
 from ..errors import IconmatError, InputError, QueryMismatchError
 from ..io.manifest import (
     RUN_DIR,
@@ -229,12 +229,10 @@ def matte_runs(source, query, engine, runs, writer, state: RunState, reference_i
         restored = state.restore(k, engine, len(run.indices))
         if restored is not None and all(i in state.done for i in run.indices[: restored[0]] if i in run.emit):
             pos, track = restored
-        ahead = looks_ahead(engine)
-        for index, frame, upcoming in with_upcoming(source.iter_frames(run.indices[pos:])):
+        for index, frame, options in with_upcoming(engine, source.iter_frames(run.indices[pos:])):
             check_interrupt()
             emit = index in run.emit
-            extra = {"upcoming": upcoming} if ahead and upcoming is not None else {}
-            matte, track = engine.matte_frame(frame, query, state=track, with_foreground=writer.needs_foreground and emit, **extra)
+            matte, track = engine.matte_frame(frame, query, state=track, with_foreground=writer.needs_foreground and emit, **options)
             pos += 1
             wrote = emit and index not in state.done
             if wrote:

@@ -67,15 +67,18 @@ def test_the_look_ahead_thread_runs_its_work_in_one_piece():
     assert threads.ahead_of_caller(threads.helps).result() is False
 
 
-def test_with_upcoming_pairs_each_frame_with_the_next():
+def test_with_upcoming_names_the_next_frame_to_an_engine_that_looks_ahead():
     from napari_iconmat.core import make_engine
     from napari_iconmat.core.engine import looks_ahead, with_upcoming
 
-    assert list(with_upcoming([(0, "a"), (1, "b"), (2, "c")])) == [(0, "a", "b"), (1, "b", "c"), (2, "c", None)]
-    assert list(with_upcoming([])) == []
-    assert looks_ahead(make_engine("classical"))
+    classical = make_engine("classical")
+    assert looks_ahead(classical)
+    pairs = [(0, "a"), (1, "b"), (2, "c")]
+    assert list(with_upcoming(classical, pairs)) == [(0, "a", {"upcoming": "b"}), (1, "b", {"upcoming": "c"}), (2, "c", {})]
+    assert list(with_upcoming(classical, [])) == []
 
     class Plain:  # an engine without the capability
         def matte_frame(self, frame, query, *, state=None, with_foreground=False): ...
 
     assert not looks_ahead(Plain())
+    assert list(with_upcoming(Plain(), pairs)) == [(0, "a", {}), (1, "b", {}), (2, "c", {})]

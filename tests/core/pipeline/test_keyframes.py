@@ -314,7 +314,8 @@ def test_a_correction_stops_where_it_meets_the_old_mattes(video):
 
 
 def test_a_correction_that_disagrees_remattes_up_to_the_other_keyframe(video):
-    from napari_iconmat.core.pipeline.keyframes import MEET_AGREEMENT, _agreement
+    from napari_iconmat.core.evaluation.metrics import iou
+    from napari_iconmat.core.pipeline.keyframes import MEET_AGREEMENT
 
     frames, alpha = video
     engine, recorder, keys, _ = _marked_on_frame_0(frames, alpha)
@@ -326,19 +327,9 @@ def test_a_correction_that_disagrees_remattes_up_to_the_other_keyframe(video):
     plan, after = _run(frames, engine, keys)
     assert recorder.calls == [6, 7, 4, 3, 2, 1]
     assert all(keys.sources(i) == [0, 5] for i in (1, 2, 3, 4))
-    assert _agreement(after[4].alpha, half) < MEET_AGREEMENT
+    assert iou(after[4].alpha, half) < MEET_AGREEMENT
     # the meeting of an earlier plan is forgotten when a keyframe's prompt changes
     keys.set(5, frames[5], make_prompt(alpha[5] > 0.5))
     keys.plan(engine)
     assert keys.sources(2) == [0, 5]
 
-
-def test_agreement_is_the_iou_of_the_two_mattes():
-    from napari_iconmat.core.pipeline.keyframes import _agreement
-
-    a = np.zeros((4, 4), np.float32)
-    b = a.copy()
-    assert _agreement(a, b) == 1.0  # both empty: they agree
-    a[:2] = 1.0
-    b[:1] = 0.8
-    assert _agreement(a, b) == pytest.approx(0.5)

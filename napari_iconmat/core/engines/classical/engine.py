@@ -783,7 +783,7 @@ class ClassicalEngine(Engine):
         adapted = model.blend(current, rate)
         return reference.blend(adapted, 0.5)
 
-    def _carry_by_flow(self, state: _Track, gray: np.ndarray):
+    def _carry_by_flow(self, state: _Previous, gray: np.ndarray):
         h, w = gray.shape
         # the two flows are independent: the forward one on the helper thread (its own DIS instance)
         forward = beside(self._flow_forward.calc, state.gray, gray, None) if helps() else None
