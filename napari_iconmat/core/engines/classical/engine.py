@@ -61,7 +61,8 @@ from .confidence import colour_confidence, colour_similarity, flow_confidence, k
 from .filters import wide_gaussian, within
 from .keypoints import fit_reference_transform, match_reference, object_keypoints
 from .memory import release_free_memory
-from .motion import background_motion, camera_residual, motion_evidence, moves_with_object
+from .background import BackgroundMemory, background_match, recall, remember
+from .motion import background_motion, camera_residual, fit_camera, motion_evidence, moves_with_object
 from .refit import fill_holes_like, refit_segmentation
 from .segmentation import bound_to_core, fragmented_parts, graph_cut, keep_supported, refill_holes, select_object, thin_reach, thin_relief
 from .temporal import carry_thin_alpha, carry_thin_parts, object_motion, unchanged
@@ -87,6 +88,7 @@ class _Track:
     mask: np.ndarray  # (h, w) float32 at working size: the coarse mask, what segmentation carries
     alpha: np.ndarray  # (H, W) float32, full size: what the matting prior carries
     model: ColourModel  # colour model adapted along the sequence
+    background: BackgroundMemory | None = None  # the scene seen behind the object (background.py)
     # (next frame, future of its _Cues) when the caller named the next frame; never saved
     ahead: tuple | None = None
 
@@ -98,6 +100,7 @@ class _Previous(NamedTuple):
     lab: np.ndarray
     mask: np.ndarray
     full_hw: tuple[int, int]
+    background: BackgroundMemory | None = None
 
 
 @dataclass
@@ -121,6 +124,8 @@ class _Cues:
     camera: object = None
     follows: np.ndarray | None = None
     moves: np.ndarray | None = None
+    recalled: BackgroundMemory | None = None  # the background memory moved with the camera to this frame
+    plain_background: np.ndarray | None = None  # 0..1: looks as the remembered background there
 
 
 def _logit(p: np.ndarray, eps: float = 0.02) -> np.ndarray:
@@ -312,6 +317,11 @@ class ClassicalEngine(Engine):
         the frame): search the whole frame for it as in a collection image (keypoints placing the
         reference, else the reference's colours, checked with ``colour_match``) and resume the track
         from a verified find, instead of carrying nothing on.
+    background_memory : float
+        Weight of the background memory on frames of a sequence (0 = off,
+        :mod:`~napari_iconmat.core.engines.classical.background`): the background seen away from the
+        object is remembered, moved with the camera; a pixel that looks as the background looked at
+        that place is background, whatever its colour (a look-alike patch the object passes).
     thin_matte : int
         Frames of a sequence: thin parts of the previous alpha (antennae, strands), moved with
         the whole object (a similarity fitted to its flow), are left to the matting solve, this
@@ -359,6 +369,7 @@ class ClassicalEngine(Engine):
         "thin_matte": Option("int", low=0, high=1000, help="px widening of carried thin parts left to the solve (0 = off)"),
         "colour_match": Option("float", low=0.0, high=1.0, help="least colour similarity to the reference for a found object"),
         "search_when_lost": Option("bool", help="search the whole frame when the track is lost"),
+        "background_memory": Option("float", low=0, high=100, help="weight of 'looks as the background seen there' (0 = off)"),
     }
 
     def __init__(
@@ -401,6 +412,7 @@ class ClassicalEngine(Engine):
         thin_matte: int = 2,
         colour_match: float = 0.85,
         search_when_lost: bool = True,
+        background_memory: float = 4.0,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -436,6 +448,7 @@ class ClassicalEngine(Engine):
             refill_holes=float(refill_holes),
             placed_soft=int(placed_soft),
             thin_matte=int(thin_matte),
+            background_memory=float(background_memory),
         )
         self._search_when_lost = bool(search_when_lost)
         if not search_when_lost:  # only then in the signature
@@ -525,7 +538,9 @@ class ClassicalEngine(Engine):
         small = _resize(rgb, _working_size(rgb.shape, self._params["working_size"]))
         # the sequence starts from the user's shape; the matting prior from the matted alpha
         mask = _resize((query.arrays["shape"] > 0.5).astype(np.float32), small.shape[:2])
-        track = _Track(gray=_gray_u8(small), lab=_lab(small), mask=mask, alpha=alpha, model=self._model(query))
+        lab = _lab(small)
+        background = remember(lab, mask) if self._params["background_memory"] > 0 else None
+        track = _Track(gray=_gray_u8(small), lab=lab, mask=mask, alpha=alpha, model=self._model(query), background=background)
         return FrameMatte(alpha=alpha.copy(), coarse=query.arrays["shape"] > 0.5, confidence=1.0), track
 
     # ------------------------------------------------------------------ frames
@@ -579,6 +594,8 @@ class ClassicalEngine(Engine):
                 log_odds += p["motion"] * background_motion(moves, colour, carried)
         if follows is not None:
             log_odds += p["object_motion"] * follows
+        if cues.plain_background is not None:  # looks as the background seen at that place before
+            log_odds = log_odds - p["background_memory"] * cues.plain_background
         if carried is not None:
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
             log_odds -= self._distance_penalty(carried, p["margin"])
@@ -624,9 +641,12 @@ class ClassicalEngine(Engine):
         coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
         uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
 
+        background = None
+        if p["background_memory"] > 0:
+            background = remember(lab, mask_small, cues.recalled)
         if upcoming is not None and self._looks_ahead:
             # the next frame's cues need this frame's coarse mask only, not its alpha: compute them meanwhile
-            previous = _Previous(gray, lab, mask_small.astype(np.float32), full_hw)
+            previous = _Previous(gray, lab, mask_small.astype(np.float32), full_hw, background)
             ahead = (upcoming, ahead_of_caller(self._cues, upcoming, query, previous))
             self._in_flight = ahead[1]
         else:
@@ -647,7 +667,7 @@ class ClassicalEngine(Engine):
         self._frames_matted += 1
         if self._frames_matted % _TRIM_EVERY == 0:
             release_free_memory()
-        track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model, ahead)
+        track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model, background, ahead)
         return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground, confidence=confidence_score), track
 
     def _cues_of(self, frame, query, state) -> _Cues:
@@ -656,7 +676,7 @@ class ClassicalEngine(Engine):
         ahead = state.ahead if isinstance(state, _Track) else None
         if ahead is not None and ahead[0] is frame:
             return ahead[1].result()
-        previous = None if state is None else _Previous(state.gray, state.lab, state.mask, state.alpha.shape)
+        previous = None if state is None else _Previous(state.gray, state.lab, state.mask, state.alpha.shape, state.background)
         return self._cues(frame, query, previous)
 
     def _settle(self) -> None:
@@ -703,8 +723,15 @@ class ClassicalEngine(Engine):
         # what the reference alone says of each colour (the veto and the motion cue read it)
         cues.reference_colour = self._model(query).log_odds(cues.bins)
         # the camera's motion, fitted to the background's flow (both motion cues read it)
-        if p["motion"] > 0 or p["object_motion"] > 0:
-            cues.camera = camera_residual(flow, carried, confidence)
+        homography = None
+        if p["background_memory"] > 0 or p["motion"] > 0 or p["object_motion"] > 0:
+            homography = fit_camera(flow, carried, confidence)
+        if p["background_memory"] > 0 and previous.background is not None:
+            cues.recalled = recall(previous.background, homography)
+            if cues.recalled is not None:
+                cues.plain_background = background_match(cues.lab, cues.recalled)
+        if homography is not None and (p["motion"] > 0 or p["object_motion"] > 0):
+            cues.camera = camera_residual(flow, carried, confidence, homography=homography)
         if cues.camera is not None and p["object_motion"] > 0:  # how surely each pixel next to the object moves with it
             cues.follows = moves_with_object(flow, carried, confidence, cues.object_moved, gray, camera=cues.camera)
         if cues.camera is not None and p["motion"] > 0:
@@ -735,17 +762,25 @@ class ClassicalEngine(Engine):
     def save_state(self, state):
         if not isinstance(state, _Track):
             return None
-        return {
+        arrays = {
             "gray": state.gray, "lab": state.lab, "mask": state.mask, "alpha": state.alpha,
             "colour_fg": state.model.foreground, "colour_bg": state.model.background,
         }  # fmt: skip
+        if state.background is not None:
+            arrays.update(background_lab=state.background.lab, background_seen=state.background.seen)
+        return arrays
 
     def load_state(self, arrays):
         for name, ndim in self._STATE_FIELDS.items():
             if name not in arrays or np.asarray(arrays[name]).ndim != ndim:
                 raise ValueError(f"track state lacks a {ndim}-D array {name!r}")
         model = ColourModel(arrays["colour_fg"], arrays["colour_bg"])
-        return _Track(arrays["gray"], arrays["lab"], arrays["mask"], arrays["alpha"], model)
+        background = None
+        if "background_lab" in arrays and "background_seen" in arrays:  # states saved before it have none
+            background = BackgroundMemory(np.asarray(arrays["background_lab"], np.float32), np.asarray(arrays["background_seen"], np.float32))
+        elif self._params["background_memory"] > 0:
+            background = remember(np.asarray(arrays["lab"], np.float32), np.asarray(arrays["mask"]))
+        return _Track(arrays["gray"], arrays["lab"], arrays["mask"], arrays["alpha"], model, background)
 
     # ------------------------------------------------------------------ pieces
     def _reference_shape_small(self, query: ReferenceQuery) -> np.ndarray:

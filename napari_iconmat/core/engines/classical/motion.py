@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["background_motion", "camera_residual", "motion_evidence", "moves_with_object"]
+__all__ = ["background_motion", "camera_residual", "fit_camera", "motion_evidence", "moves_with_object"]
 
 _STEP = 4  # sampling step of the background flow used to fit the camera motion
 _MIN_SAMPLES = 50
@@ -119,26 +119,39 @@ def moves_with_object(flow: np.ndarray, carried: np.ndarray, confidence: np.ndar
     return (departs * follows * near * pinned * confidence).astype(np.float32)
 
 
-def camera_residual(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarray, *, min_motion: float = 1.0):
-    """How each pixel departs from the camera's motion: a homography fitted (RANSAC) to the background's flow.
+def fit_camera(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarray) -> np.ndarray | None:
+    """The camera's motion: a (3, 3) homography, fitted (RANSAC) to the background's flow, taking each
+    pixel now to where it was before; None where too little reliable background or object is seen.
 
-    Arguments as :func:`motion_evidence`. Returns ``(residual, noise, moving)``: the (H, W) float
-    departure in pixels, the background's median departure and the object's; or None where that
-    says nothing (too little reliable background or object, no fit, or an object that moves like
-    its background: ``moving`` below ``min_motion`` or 3 x ``noise``)."""
+    Arguments as :func:`motion_evidence`."""
     h, w = carried.shape
     reliable = confidence > 0.5
     background = (carried < 0.05) & reliable
     sample = np.zeros((h, w), bool)
     sample[::_STEP, ::_STEP] = True
     ys, xs = np.nonzero(background & sample)
-    obj = (carried > 0.95) & reliable
-    if len(xs) < _MIN_SAMPLES or obj.sum() < _MIN_SAMPLES:
+    if len(xs) < _MIN_SAMPLES or ((carried > 0.95) & reliable).sum() < _MIN_SAMPLES:
         return None
     now = np.stack([xs, ys], axis=1).astype(np.float32)
     homography, _ = cv2.findHomography(now, now + flow[ys, xs], cv2.RANSAC, 1.0)
+    return homography
+
+
+def camera_residual(flow: np.ndarray, carried: np.ndarray, confidence: np.ndarray, *, min_motion: float = 1.0, homography=None):
+    """How each pixel departs from the camera's motion (:func:`fit_camera`, or ``homography`` when fitted already).
+
+    Arguments as :func:`motion_evidence`. Returns ``(residual, noise, moving)``: the (H, W) float
+    departure in pixels, the background's median departure and the object's; or None where that
+    says nothing (too little reliable background or object, no fit, or an object that moves like
+    its background: ``moving`` below ``min_motion`` or 3 x ``noise``)."""
+    if homography is None:
+        homography = fit_camera(flow, carried, confidence)
     if homography is None:
         return None
+    h, w = carried.shape
+    reliable = confidence > 0.5
+    background = (carried < 0.05) & reliable
+    obj = (carried > 0.95) & reliable
     grid = _pixel_grid(h, w)
     predicted = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), homography).reshape(h, w, 2) - grid
     # a degenerate fit can send points to infinity: such pixels are simply "not background"

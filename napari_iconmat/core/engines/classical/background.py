@@ -1,0 +1,95 @@
+"""Background memory of the classical engine: what the background looked like where it was seen.
+
+As the object moves it uncovers and covers the background. Every frame shows most of the
+background, away from the object; the engine keeps those colours, moved along with the
+camera (the homography fitted to the background's flow), in a memory of the scene behind
+the object. A pixel that looks now exactly as the background looked at that place before
+is background, however much its colour resembles the object's: this stops a track from
+creeping onto a look-alike patch it passes (a red basin next to a red dress, a fence of the
+horse's colour). A pixel that looks different says nothing: the object, its shadow, a
+reflection, a background that changed or moved other than the camera (water, parallax).
+Pure numpy / OpenCV on working-size arrays.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+__all__ = ["BackgroundMemory", "background_match", "recall", "remember"]
+
+
+class BackgroundMemory(NamedTuple):
+    """The remembered background at working size: its Lab colours and how surely each pixel was seen (0..1)."""
+
+    lab: np.ndarray  # (h, w, 3) float32 CIE Lab
+    seen: np.ndarray  # (h, w) float32 in 0..1; 0 = never seen (behind the object since the reference)
+
+
+def _away_from(mask: np.ndarray, margin: float) -> np.ndarray:
+    """Pixels farther than ``margin`` x sqrt(area) (at least 2 px) from ``mask`` (h, w; > 0.5 = object)."""
+    inside = mask > 0.5
+    radius = max(2.0, margin * np.sqrt(max(float(inside.sum()), 1.0)))
+    distance = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 3)
+    return distance > radius
+
+
+def remember(lab: np.ndarray, mask: np.ndarray, recalled: BackgroundMemory | None = None, *, margin: float = 0.1, fade: float = 0.99) -> BackgroundMemory:
+    """The memory after a frame: its colours where it shows background away from the object, else the recalled ones.
+
+    Parameters
+    ----------
+    lab : (h, w, 3) float32
+        The frame in CIE Lab at working size.
+    mask : (h, w) float in 0..1
+        The frame's object mask (> 0.5 = object).
+    recalled : BackgroundMemory, optional
+        The memory moved to this frame (:func:`recall`); None starts one (at the reference).
+    margin : float
+        Only pixels farther than this x sqrt(object area) from the object are stored: its edge,
+        a part the cut missed next to it, or its shadow are not background to remember.
+    fade : float
+        Factor on the sureness of remembered pixels not seen this frame: each camera move
+        resamples them. A scene that changed while hidden needs no fading: it no longer matches.
+    """
+    away = _away_from(mask, margin)
+    if recalled is None:
+        return BackgroundMemory(np.where(away[..., None], lab, 0.0).astype(np.float32), away.astype(np.float32))
+    stored = np.where(away[..., None], lab, recalled.lab).astype(np.float32)
+    seen = np.where(away, 1.0, fade * recalled.seen).astype(np.float32)
+    return BackgroundMemory(stored, seen)
+
+
+def recall(memory: BackgroundMemory, homography: np.ndarray | None) -> BackgroundMemory | None:
+    """The memory moved with the camera to the next frame; None without a camera fit.
+
+    ``homography`` (3, 3) takes each pixel of the next frame to where it was in the memory's
+    frame (:func:`~napari_iconmat.core.engines.classical.motion.fit_camera`). Pixels that come
+    into view from outside the frame are unseen.
+    """
+    if homography is None:
+        return None
+    h, w = memory.seen.shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    lab = cv2.warpPerspective(memory.lab, homography, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    seen = cv2.warpPerspective(memory.seen, homography, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return BackgroundMemory(lab.astype(np.float32), np.clip(seen, 0.0, 1.0).astype(np.float32))
+
+
+def background_match(lab: np.ndarray, recalled: BackgroundMemory, *, tolerance: float = 10.0, radius: int = 2) -> np.ndarray:
+    """Evidence in 0..1 that a pixel is the remembered background: 1 where its neighbourhood looks as the
+    background there looked, falling to 0 at a mean colour difference of ``tolerance`` (CIE Lab ΔE 10, a
+    difference anyone sees side by side; smaller ones are what video compression and the resampling
+    of a moving camera leave on textured ground).
+
+    lab : (h, w, 3) float32, the frame; recalled : :func:`recall` of the memory to this frame;
+    radius : the (2 radius + 1)^2 window over which the difference is averaged (texture, not one colour).
+    """
+    difference = np.sqrt(np.sum((lab - recalled.lab) ** 2, axis=2))
+    size = 2 * radius + 1
+    difference = cv2.blur(difference, (size, size))
+    # only where the whole window was seen
+    seen = cv2.erode(recalled.seen, np.ones((size, size), np.uint8))
+    return (np.clip(1.0 - difference / tolerance, 0.0, 1.0) * seen).astype(np.float32)
