@@ -18,7 +18,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-__all__ = ["BackgroundMemory", "background_match", "recall", "remember"]
+from .filters import nearness
+
+__all__ = ["BackgroundMemory", "background_change", "background_match", "recall", "remember"]
 
 
 class BackgroundMemory(NamedTuple):
@@ -87,9 +89,30 @@ def background_match(lab: np.ndarray, recalled: BackgroundMemory, *, tolerance: 
     lab : (h, w, 3) float32, the frame; recalled : :func:`recall` of the memory to this frame;
     radius : the (2 radius + 1)^2 window over which the difference is averaged (texture, not one colour).
     """
-    difference = np.sqrt(np.sum((lab - recalled.lab) ** 2, axis=2))
-    size = 2 * radius + 1
-    difference = cv2.blur(difference, (size, size))
-    # only where the whole window was seen
-    seen = cv2.erode(recalled.seen, np.ones((size, size), np.uint8))
+    difference, seen = _difference(lab, recalled, radius)
     return (np.clip(1.0 - difference / tolerance, 0.0, 1.0) * seen).astype(np.float32)
+
+
+def background_change(lab: np.ndarray, recalled: BackgroundMemory, carried: np.ndarray, *, reach: float = 0.4, tolerance: float = 10.0, radius: int = 2, lightness: float = 0.25) -> np.ndarray:
+    """Evidence in 0..1 that something stands, next to the object, in front of the background seen there:
+    the object's parts that moved onto seen background (a limb swung out over the ground).
+
+    0 up to a mean colour difference of 2 x ``tolerance``, 1 from 3 x, where lightness counts
+    ``lightness`` as much as the colour (a shadow darkens the ground without changing its hue);
+    only within ``reach`` x sqrt(object area) of the ``carried`` object ((h, w) in 0..1): farther
+    away a change is someone else, water, a light going on.
+    """
+    difference, seen = _difference(lab, recalled, radius, lightness)
+    near = nearness((carried > 0.5).astype(np.uint8), reach, carried > 0.5)
+    return (np.clip(difference / tolerance - 2.0, 0.0, 1.0) * seen * near).astype(np.float32)
+
+
+def _difference(lab: np.ndarray, recalled: BackgroundMemory, radius: int, lightness: float = 1.0):
+    """Windowed mean Lab difference to the recalled background, and where the whole window was seen."""
+    size = 2 * radius + 1
+    if lightness == 1.0:
+        difference = np.sqrt(np.sum((lab - recalled.lab) ** 2, axis=2))
+    else:
+        step = lab - recalled.lab
+        difference = np.sqrt(lightness * step[..., 0] ** 2 + step[..., 1] ** 2 + step[..., 2] ** 2)
+    return cv2.blur(difference, (size, size)), cv2.erode(recalled.seen, np.ones((size, size), np.uint8))

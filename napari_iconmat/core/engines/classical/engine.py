@@ -61,7 +61,7 @@ from .confidence import colour_confidence, colour_similarity, flow_confidence, k
 from .filters import wide_gaussian, within
 from .keypoints import fit_reference_transform, match_reference, object_keypoints
 from .memory import release_free_memory
-from .background import BackgroundMemory, background_match, recall, remember
+from .background import BackgroundMemory, background_change, background_match, recall, remember
 from .motion import background_motion, camera_residual, fit_camera, motion_evidence, moves_with_object
 from .refit import fill_holes_like, refit_segmentation
 from .segmentation import bound_to_core, fragmented_parts, graph_cut, keep_supported, refill_holes, select_object, thin_reach, thin_relief
@@ -126,6 +126,7 @@ class _Cues:
     moves: np.ndarray | None = None
     recalled: BackgroundMemory | None = None  # the background memory moved with the camera to this frame
     plain_background: np.ndarray | None = None  # 0..1: looks as the remembered background there
+    changed: np.ndarray | None = None  # 0..1: something next to the object in front of the remembered background
 
 
 def _logit(p: np.ndarray, eps: float = 0.02) -> np.ndarray:
@@ -322,6 +323,12 @@ class ClassicalEngine(Engine):
         :mod:`~napari_iconmat.core.engines.classical.background`): the background seen away from the
         object is remembered, moved with the camera; a pixel that looks as the background looked at
         that place is background, whatever its colour (a look-alike patch the object passes).
+    background_change : float
+        ... and the other half (0 = off): next to the object (within 0.4 x sqrt(area)), a pixel clearly
+        unlike the background seen there (twice the match's colour difference, lightness counting a
+        quarter: a shadow darkens the ground) is something in front of it, a part of the object
+        (a limb swung out over the ground). Half the match's weight: water, a shadow or a passer-by
+        change the background too.
     thin_matte : int
         Frames of a sequence: thin parts of the previous alpha (antennae, strands), moved with
         the whole object (a similarity fitted to its flow), are left to the matting solve, this
@@ -370,6 +377,7 @@ class ClassicalEngine(Engine):
         "colour_match": Option("float", low=0.0, high=1.0, help="least colour similarity to the reference for a found object"),
         "search_when_lost": Option("bool", help="search the whole frame when the track is lost"),
         "background_memory": Option("float", low=0, high=100, help="weight of 'looks as the background seen there' (0 = off)"),
+        "background_change": Option("float", low=0, high=100, help="weight of 'stands in front of the background seen there' (0 = off)"),
     }
 
     def __init__(
@@ -413,6 +421,7 @@ class ClassicalEngine(Engine):
         colour_match: float = 0.85,
         search_when_lost: bool = True,
         background_memory: float = 4.0,
+        background_change: float = 2.0,
     ):
         self._params = dict(
             working_size=int(working_size),
@@ -449,6 +458,7 @@ class ClassicalEngine(Engine):
             placed_soft=int(placed_soft),
             thin_matte=int(thin_matte),
             background_memory=float(background_memory),
+            background_change=float(background_change),
         )
         self._search_when_lost = bool(search_when_lost)
         if not search_when_lost:  # only then in the signature
@@ -596,6 +606,8 @@ class ClassicalEngine(Engine):
             log_odds += p["object_motion"] * follows
         if cues.plain_background is not None:  # looks as the background seen at that place before
             log_odds = log_odds - p["background_memory"] * cues.plain_background
+        if cues.changed is not None:  # ... and in front of it, next to the object: a part of the object
+            log_odds = log_odds + p["background_change"] * cues.changed
         if carried is not None:
             log_odds = log_odds + p["flow_weight"] * confidence * _logit(carried)
             log_odds -= self._distance_penalty(carried, p["margin"])
@@ -730,6 +742,8 @@ class ClassicalEngine(Engine):
             cues.recalled = recall(previous.background, homography)
             if cues.recalled is not None:
                 cues.plain_background = background_match(cues.lab, cues.recalled)
+                if p["background_change"] > 0:
+                    cues.changed = background_change(cues.lab, cues.recalled, carried)
         if homography is not None and (p["motion"] > 0 or p["object_motion"] > 0):
             cues.camera = camera_residual(flow, carried, confidence, homography=homography)
         if cues.camera is not None and p["object_motion"] > 0:  # how surely each pixel next to the object moves with it

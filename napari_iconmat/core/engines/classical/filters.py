@@ -4,7 +4,7 @@
   not be computed at full resolution: the array is shrunk by an area average, blurred there and
   grown back bilinearly, a fraction of the cost of a full-size blur with a kernel that wide.
 * :func:`within`: dilation by a wide disk as a threshold on the Euclidean distance transform,
-  whose cost does not grow with the radius.
+  whose cost does not grow with the radius; :func:`nearness`, its linear fall-off.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["wide_gaussian", "within"]
+__all__ = ["nearness", "wide_gaussian", "within"]
 
 
 def wide_gaussian(array: np.ndarray, sigma: float, *, max_step: int = 4) -> np.ndarray:
@@ -38,3 +38,9 @@ def within(mask: np.ndarray, radius: float) -> np.ndarray:
     if outside.all():
         return np.zeros(outside.shape, bool)
     return cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= radius
+
+
+def nearness(seed: np.ndarray, reach: float, body: np.ndarray) -> np.ndarray:
+    """1 on ``seed`` (uint8), falling linearly to 0 at ``reach`` x sqrt(area of ``body``) (at least 4 px) from it."""
+    radius = max(4.0, reach * np.sqrt(max(float(body.sum()), 1.0)))
+    return np.clip(1.0 - cv2.distanceTransform(1 - seed, cv2.DIST_L2, 3) / radius, 0.0, 1.0)

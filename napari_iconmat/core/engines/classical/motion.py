@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .filters import nearness
+
 __all__ = ["background_motion", "camera_residual", "fit_camera", "motion_evidence", "moves_with_object"]
 
 _STEP = 4  # sampling step of the background flow used to fit the camera motion
@@ -69,7 +71,7 @@ def background_motion(evidence: np.ndarray, object_colour: np.ndarray, carried: 
     moving = (evidence > 0.0).astype(np.uint8)
     if not moving.any():
         return background.astype(np.float32)
-    near = _nearness(moving, reach, carried > 0.5)
+    near = nearness(moving, reach, carried > 0.5)
     protect = near * np.clip(object_colour / colour_limit, 0.0, 1.0)
     return (background * (1.0 - protect)).astype(np.float32)
 
@@ -113,7 +115,7 @@ def moves_with_object(flow: np.ndarray, carried: np.ndarray, confidence: np.ndar
     threshold = np.sqrt(noise * moving)
     departs = np.clip(np.log(np.maximum(residual, 1e-3) / threshold) / np.log(moving / threshold), 0.0, 1.0)
     follows = np.clip(1.0 - object_residual / threshold, 0.0, 1.0)
-    near = _nearness((carried > 0.5).astype(np.uint8), reach, carried > 0.5)
+    near = nearness((carried > 0.5).astype(np.uint8), reach, carried > 0.5)
     corners = cv2.cornerMinEigenVal(gray, 5)
     pinned = np.clip(corners / max(float(np.percentile(corners, 95)) * 0.1, 1e-6), 0.0, 1.0)
     return (departs * follows * near * pinned * confidence).astype(np.float32)
@@ -167,8 +169,3 @@ def _pixel_grid(h: int, w: int) -> np.ndarray:
     """(h, w, 2) float32 pixel coordinates (x, y)."""
     return np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
 
-
-def _nearness(seed: np.ndarray, reach: float, body: np.ndarray) -> np.ndarray:
-    """1 on ``seed`` (uint8), falling linearly to 0 at ``reach`` x sqrt(area of ``body``) (at least 4 px) from it."""
-    radius = max(4.0, reach * np.sqrt(max(float(body.sum()), 1.0)))
-    return np.clip(1.0 - cv2.distanceTransform(1 - seed, cv2.DIST_L2, 3) / radius, 0.0, 1.0)

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_iconmat.core.engines.classical.background import background_match, recall, remember
+from napari_iconmat.core.engines.classical.background import background_change, background_match, recall, remember
 from napari_iconmat.core.engines.classical.motion import fit_camera
 
 
@@ -93,6 +93,21 @@ def test_fit_camera_reads_the_background_flow():
     np.testing.assert_allclose(homography / homography[2, 2], [[1, 0, -2], [0, 1, 0], [0, 0, 1]], atol=1e-3)
     assert fit_camera(flow, np.zeros((h, w), np.float32), confidence) is None  # no object
 
+
+
+def test_a_change_next_to_the_object_is_a_part_of_it_but_not_a_shadow_nor_far_away():
+    background = _scene(h=100, w=140)
+    carried = _square(100, 140, x0=10, y0=30, side=30)  # "next to it" reaches 0.4 x 30 = 12 px
+    memory = recall(remember(background, carried), np.eye(3))
+    frame = background.copy()
+    frame[38:50, 40:52] = (50.0, 60.0, 40.0)  # a limb swung out beside the object, onto seen ground
+    frame[64:72, 10:40, 0] -= 30.0  # a shadow below it: the same ground, darker
+    frame[5:15, 110:120] = (50.0, 60.0, 40.0)  # a change far from the object
+    change = background_change(frame, memory, carried)
+    assert change[40:48, 45:47].min() > 0.4  # 5-6 px from the object, beyond the edge it does not remember
+    assert change[66:70, 12:38].max() == 0.0
+    assert change[7:13, 112:118].max() == 0.0
+    assert change[5:25, 60:100].max() == 0.0  # unchanged background
 
 
 DAVIS_TRAIN = Path(os.environ.get("ICONMAT_DAVIS_TRAIN", Path(__file__).resolve().parents[4] / ".." / "shared" / "data" / "davis2016-train"))
