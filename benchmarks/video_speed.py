@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cores", default="2", help="comma-separated: 2 (as is) and/or 1 (pinned to one core)")
     parser.add_argument("--engine", default="classical")
     args = parser.parse_args(argv)
+    args.sequences = [sequence.resolve() for sequence in args.sequences]  # each run starts in its checkout
     trees = [("this", HERE)] + ([("against", args.against.resolve())] if args.against else [])
     cores = [int(c) for c in args.cores.split(",")]
     rates: dict[tuple, list[float]] = {}
