@@ -327,8 +327,9 @@ class ClassicalEngine(Engine):
         ... and the other half (0 = off): next to the object (within 0.4 x sqrt(area)), a pixel clearly
         unlike the background seen there (twice the match's colour difference, lightness counting a
         quarter: a shadow darkens the ground) is something in front of it, a part of the object
-        (a limb swung out over the ground). Half the match's weight: water, a shadow or a passer-by
-        change the background too.
+        (a limb swung out over the ground); like a part that moves with the object, it also lifts the
+        reference's colour veto. Half the match's weight: water, a shadow or a passer-by change the
+        background too.
     thin_matte : int
         Frames of a sequence: thin parts of the previous alpha (antennae, strands), moved with
         the whole object (a similarity fitted to its flow), are left to the matting solve, this
@@ -592,6 +593,8 @@ class ClassicalEngine(Engine):
                 trusted = np.maximum(trusted, np.clip(found, 0.0, 1.0))
             if follows is not None:  # ... and where a part moves with the object (one the reference did not show)
                 trusted = np.maximum(trusted, follows)
+            if cues.changed is not None:  # ... and where something next to it stands in front of the seen background
+                trusted = np.maximum(trusted, cues.changed)
             log_odds += veto * (1.0 - trusted)
         if local is not None:
             log_odds = log_odds + p["local_weight"] * local
