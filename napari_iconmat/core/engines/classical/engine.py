@@ -550,7 +550,11 @@ class ClassicalEngine(Engine):
         # the sequence starts from the user's shape; the matting prior from the matted alpha
         mask = _resize((query.arrays["shape"] > 0.5).astype(np.float32), small.shape[:2])
         lab = _lab(small)
-        background = remember(lab, mask) if self._params["background_memory"] > 0 else None
+        background = None
+        if self._params["background_memory"] > 0:
+            # the user's mask is the truth here: the background is remembered up to its matting band
+            # (on later frames only beyond 0.1 sqrt(area), since the cut may have missed a part there)
+            background = remember(lab, mask, margin=self._params["band"])
         track = _Track(gray=_gray_u8(small), lab=lab, mask=mask, alpha=alpha, model=self._model(query), background=background)
         return FrameMatte(alpha=alpha.copy(), coarse=query.arrays["shape"] > 0.5, confidence=1.0), track
 
