@@ -132,3 +132,21 @@ def test_the_memory_keeps_a_track_off_a_fence_of_its_colours():
         scores = [iou(matte.alpha, truth[i]) for i, matte in propagate(frames, query, engine, reference_index=0, frame_range=(0, 21)) if i > 0]
         means[weight] = float(np.mean(scores))
     assert means[4.0] > means[0.0] + 0.03, means
+
+
+def test_the_reference_background_is_remembered_up_to_the_users_mask():
+    # on the reference the mask is the user's truth: its background is remembered up to the
+    # matting band (2 px here), not the 0.1 x sqrt(area) kept clear of later frames' cuts
+    from napari_iconmat.core import make_engine, make_prompt
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 120, (120, 160, 3), dtype=np.uint8)
+    mask = np.zeros((120, 160), bool)
+    mask[30:90, 40:100] = True  # sqrt(area) 60: 0.1 of it is 6 px
+    image[mask] = (220, 40, 40)
+    engine = make_engine("classical")
+    _, track = engine.reference_matte(engine.encode_reference(image, make_prompt(mask)))
+    seen = track.background.seen
+    assert seen[60, 100 + 3] == 1.0  # 4 px beside the object
+    assert seen[mask].max() == 0.0
+    assert make_engine("classical", background_memory=0).reference_matte(engine.encode_reference(image, make_prompt(mask)))[1].background is None
