@@ -5,9 +5,11 @@ background, away from the object; the engine keeps those colours, moved along wi
 camera (the homography fitted to the background's flow), in a memory of the scene behind
 the object. A pixel that looks now exactly as the background looked at that place before
 is background, however much its colour resembles the object's: this stops a track from
-creeping onto a look-alike patch it passes (a red basin next to a red dress, a fence of the
-horse's colour). A pixel that looks different says nothing: the object, its shadow, a
-reflection, a background that changed or moved other than the camera (water, parallax).
+creeping onto a look-alike patch it passes (a pale stone basin beside a pale dress, a fence of the
+horse's colour). A pixel that looks different is, far from the object, nothing to go by:
+its shadow, a reflection, a background that changed or moved other than the camera (water,
+parallax); next to the object, a clear change is a part of it in front of the background
+(:func:`background_change`: a limb swung out over the ground).
 Pure numpy / OpenCV on working-size arrays.
 """
 

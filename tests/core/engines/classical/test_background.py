@@ -115,7 +115,7 @@ DAVIS_TRAIN = Path(os.environ.get("ICONMAT_DAVIS_TRAIN", Path(__file__).resolve(
 
 @pytest.mark.skipif(not (DAVIS_TRAIN / "horsejump-low" / "frames").is_dir(), reason="DAVIS train data not here (set ICONMAT_DAVIS_TRAIN)")
 def test_the_memory_keeps_a_track_off_a_fence_of_its_colours():
-    # horsejump-low: the horse passes red fences it was seen beside; without the memory the cut
+    # horsejump-low: the grey horse passes white fence rails it was seen beside; without the memory the cut
     # creeps onto them (IoU 0.62 at frame 20), with it the fence stays background
     from napari_iconmat.core import make_engine, make_prompt, propagate
     from napari_iconmat.core.evaluation.metrics import iou
