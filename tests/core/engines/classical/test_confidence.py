@@ -73,8 +73,9 @@ def test_colour_match_zero_keeps_every_find(collection):
 
 
 def test_sequence_confidence_says_when_the_track_is_lost():
-    """On this small synthetic video the track is lost after two frames (the creature turns and
-    dims against the photo); the confidence must say which frames are good and which are lost."""
+    """On this small synthetic video the track is mostly lost after two frames (the creature turns and
+    dims against the photo; IoU 0.2-0.3 since the background memory, below 0.1 before); the confidence
+    must say which frames are good and which are lost."""
     frames = list(synth_video(n_frames=5, size=(192, 128), seed=3))
     engine = make_engine("classical")
     query = engine.encode_reference(frames[0].image, make_prompt(frames[0].alpha > 0.5))
@@ -86,7 +87,7 @@ def test_sequence_confidence_says_when_the_track_is_lost():
         assert 0.0 <= matte.confidence <= 1.0
         scored.append((iou(matte.alpha, frame.alpha > 0.5), matte.confidence))
     good = [c for i, c in scored if i > 0.5]
-    lost = [c for i, c in scored if i < 0.1]
+    lost = [c for i, c in scored if i < 0.35]
     assert good and lost, scored  # the case this test is about; it fails if the engine changes so
     assert min(good) > max(lost) and max(lost) < 0.05
     empty = np.full_like(frames[1].image, 128)  # a grey frame: nothing of the object
