@@ -128,6 +128,23 @@ class _Cues:
     plain_background: np.ndarray | None = None  # 0..1: looks as the remembered background there
     changed: np.ndarray | None = None  # 0..1: something next to the object in front of the remembered background
 
+    def alone(self) -> "_Cues":
+        """The frame's own images without the sequence's cues: the frame searched as a collection image."""
+        return _Cues(rgb=self.rgb, small=self.small, gray=self.gray, bins=self.bins, lab=self.lab)
+
+
+class _Cut(NamedTuple):
+    """A frame's coarse cut (:meth:`ClassicalEngine._cut`), at working size."""
+
+    mask: np.ndarray  # (h, w) bool
+    log_odds: np.ndarray  # (h, w) float32: the evidence the cut was made on
+    confidence: float  # 0..1, the frame's confidence
+    colour: float  # 0..1, its colour cue alone
+    model: ColourModel  # the colour model the cut read
+    neighbour: bool  # tracked from the previous frame (else searched for)
+    carried: np.ndarray | None  # (h, w) float32 0..1: the carried or placed reference mask
+    transform: object  # the keypoint transform that placed the reference (searched frames), or None
+
 
 def _logit(p: np.ndarray, eps: float = 0.02) -> np.ndarray:
     p = np.clip(p, eps, 1 - eps)
@@ -315,9 +332,12 @@ class ClassicalEngine(Engine):
         objects in other hues, with ``hue_tolerance``).
     search_when_lost : bool
         Frames of a sequence whose previous frame's matte is empty (the object was lost, or had left
-        the frame): search the whole frame for it as in a collection image (keypoints placing the
-        reference, else the reference's colours, checked with ``colour_match``) and resume the track
-        from a verified find, instead of carrying nothing on.
+        the frame), or whose tracked matte's colours are unlike the reference object's (the colour
+        cue of the confidence below 0.5: the track slipped onto an occluder or the background): search
+        the whole frame for the object as in a collection image (keypoints placing the reference, else
+        the reference's colours, checked with ``colour_match``) and resume the track from a verified
+        find, instead of carrying nothing, or the wrong thing, on. A find lying mostly on the tracked
+        matte does not replace it: that is the tracked object, its looks changed (new light, a turn).
     background_memory : float
         Weight of the background memory on frames of a sequence (0 = off,
         :mod:`~napari_iconmat.core.engines.classical.background`): the background seen away from the
@@ -564,21 +584,70 @@ class ClassicalEngine(Engine):
         has its flow and colour cues computed on a second thread while this frame is matted (same result)."""
         p = self._params
         cues = self._cues_of(frame, query, state)
-        rgb, small, gray, bins, lab = cues.rgb, cues.small, cues.gray, cues.bins, cues.lab
-        full_hw, small_hw, neighbour = cues.rgb.shape[:2], cues.small.shape[:2], cues.neighbour
+        cut = self._cut(cues, query, state)
+        if cut.neighbour and self._search_when_lost and cut.colour < 0.5:
+            # the tracked matte's colours are unlike the reference object's: the track may have slipped
+            # onto something else (an occluder, look-alike background). Search the whole frame as in a
+            # collection image; a find verified against the reference takes over the track ...
+            search = self._cut(cues.alone(), query, None)
+            # ... and lies mostly elsewhere: a find on the track is the tracked object, its looks changed
+            elsewhere = (search.mask & cut.mask).sum() < 0.5 * search.mask.sum()
+            if search.confidence >= 0.5 and elsewhere:
+                cut = search
+        rgb, lab, mask_small, log_odds, neighbour = cues.rgb, cues.lab, cut.mask, cut.log_odds, cut.neighbour
+        full_hw, small_hw = rgb.shape[:2], cues.small.shape[:2]
+
+        carried_full = confidence_full = thin_carried = None
+        if neighbour:
+            carried_full, confidence_full = self._carry_full(state.alpha, cues.flow, cues.held, full_hw)
+            if p["thin_matte"] > 0 and cues.object_moved is not None:
+                thin_carried = carry_thin_alpha(state.alpha, cues.object_moved, small_hw, grow=p["thin_matte"])
+        coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
+        uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
+
+        background = None
+        if p["background_memory"] > 0:
+            background = remember(lab, mask_small, cues.recalled)
+        if upcoming is not None and self._looks_ahead:
+            # the next frame's cues need this frame's coarse mask only, not its alpha: compute them meanwhile
+            previous = _Previous(cues.gray, lab, mask_small.astype(np.float32), full_hw, background)
+            ahead = (upcoming, ahead_of_caller(self._cues, upcoming, query, previous))
+            self._in_flight = ahead[1]
+        else:
+            ahead = None
+
+        unknown = None
+        if thin_carried is not None and thin_carried[1].any():
+            unknown, carried_full, confidence_full = self._thin_unknown(coarse, *thin_carried, carried_full, confidence_full)
+        if not neighbour and cut.carried is not None and p["placed_soft"] > 0:
+            unknown, carried_full = self._placed_soft(query, cut.transform, small_hw, coarse)
+        if coarse.any():
+            alpha = self._matte_mask(rgb, coarse, uncertainty, guess=carried_full, confidence=confidence_full, unknown=unknown, inner=self._inner_reach(query.meta.get("strand_share")))
+        else:
+            alpha = np.zeros(full_hw, np.float32)
+        foreground = estimate_foreground(rgb, alpha) if with_foreground else None
+
+        new_model = self._adapt(query, cut.model, cues.bins, _resize(alpha, small_hw))
+        self._frames_matted += 1
+        if self._frames_matted % _TRIM_EVERY == 0:
+            release_free_memory()
+        track = _Track(cues.gray, lab, mask_small.astype(np.float32), alpha, new_model, background, ahead)
+        return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground, confidence=cut.confidence), track
+
+    def _cut(self, cues: _Cues, query: ReferenceQuery, state) -> _Cut:
+        """The frame's coarse object mask at working size: every cue's log-odds, a graph cut, and the
+        cleanup of its result; on a sequence (``cues.neighbour``) tracked from ``state``, else searched
+        for in the whole frame as in a collection image."""
+        p = self._params
+        small, gray, bins = cues.small, cues.gray, cues.bins
+        small_hw, neighbour = small.shape[:2], cues.neighbour
         model = state.model if neighbour else self._model(query).with_scene(bins)
 
-        carried_full = None
-        thin_carried = None
+        transform = None
         if neighbour:
-            carried, confidence, flow, local = cues.carried, cues.confidence, cues.flow, cues.local
-            carried_full, confidence_full = self._carry_full(state.alpha, flow, cues.held, full_hw)
-            if p["thin_matte"] > 0:
-                if cues.object_moved is not None:
-                    thin_carried = carry_thin_alpha(state.alpha, cues.object_moved, small_hw, grow=p["thin_matte"])
+            carried, confidence, local = cues.carried, cues.confidence, cues.local
         else:
             carried, confidence, transform = self._carry_by_keypoints(query, gray, small_hw)
-            confidence_full = None
             local = None
             if carried is None and p["hue_tolerance"] > 0:
                 # nothing of the reference instance found: maybe a same-category variant in another hue
@@ -607,8 +676,7 @@ class ClassicalEngine(Engine):
         if camera is not None and p["motion"] > 0:  # what moves with the camera is background
             moves = cues.moves
             if moves is not None:
-                colour = np.maximum(reference_colour, local)
-                log_odds += p["motion"] * background_motion(moves, colour, carried)
+                log_odds += p["motion"] * background_motion(moves, np.maximum(reference_colour, local), carried)
         if follows is not None:
             log_odds += p["object_motion"] * follows
         if cues.plain_background is not None:  # looks as the background seen at that place before
@@ -652,42 +720,12 @@ class ClassicalEngine(Engine):
                     mask_small, log_odds = self._refit(query, small, bins, mask_small, model, other, smoothness, log_odds)
                 if carried is None and p["reach_slack"] > 0:
                     mask_small = self._bound_to_body(query, mask_small, log_odds)
-        confidence_score = self._confidence(query, bins, mask_small, neighbour, state, transform if not neighbour else None, confidence if neighbour else None, carried)
+        confidence_score, colour = self._confidence(query, bins, mask_small, neighbour, state, transform, confidence if neighbour else None, carried)
         if not neighbour and transform is None and self._colour_match > 0 and confidence_score < 0.5:
             # nothing placed by keypoints and colours unlike the reference's: the object is not in this image
             mask_small = np.zeros_like(mask_small)
-            confidence_score = 0.0
-        coarse = _resize(mask_small.astype(np.float32), full_hw, cv2.INTER_LINEAR) > 0.5
-        uncertainty = _resize((1.0 - np.tanh(np.abs(log_odds) / 4.0)).astype(np.float32), full_hw, cv2.INTER_LINEAR)
-
-        background = None
-        if p["background_memory"] > 0:
-            background = remember(lab, mask_small, cues.recalled)
-        if upcoming is not None and self._looks_ahead:
-            # the next frame's cues need this frame's coarse mask only, not its alpha: compute them meanwhile
-            previous = _Previous(gray, lab, mask_small.astype(np.float32), full_hw, background)
-            ahead = (upcoming, ahead_of_caller(self._cues, upcoming, query, previous))
-            self._in_flight = ahead[1]
-        else:
-            ahead = None
-
-        unknown = None
-        if thin_carried is not None and thin_carried[1].any():
-            unknown, carried_full, confidence_full = self._thin_unknown(coarse, *thin_carried, carried_full, confidence_full)
-        if not neighbour and carried is not None and p["placed_soft"] > 0:
-            unknown, carried_full = self._placed_soft(query, transform, small_hw, coarse)
-        if coarse.any():
-            alpha = self._matte_mask(rgb, coarse, uncertainty, guess=carried_full, confidence=confidence_full, unknown=unknown, inner=self._inner_reach(query.meta.get("strand_share")))
-        else:
-            alpha = np.zeros(full_hw, np.float32)
-        foreground = estimate_foreground(rgb, alpha) if with_foreground else None
-
-        new_model = self._adapt(query, model, bins, _resize(alpha, small_hw))
-        self._frames_matted += 1
-        if self._frames_matted % _TRIM_EVERY == 0:
-            release_free_memory()
-        track = _Track(gray, lab, mask_small.astype(np.float32), alpha, new_model, background, ahead)
-        return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground, confidence=confidence_score), track
+            confidence_score = colour = 0.0
+        return _Cut(mask_small, log_odds, confidence_score, colour, model, neighbour, carried, transform)
 
     def _cues_of(self, frame, query, state) -> _Cues:
         """The frame's cues: computed ahead if ``state`` says so (for this very frame), else here."""
@@ -763,19 +801,19 @@ class ClassicalEngine(Engine):
             cues.found = self._redetect(query, gray, carried)
         return cues
 
-    def _confidence(self, query, bins, mask_small, neighbour, state, transform, flow_check, carried) -> float:
+    def _confidence(self, query, bins, mask_small, neighbour, state, transform, flow_check, carried) -> tuple[float, float]:
         """The frame's confidence in [0, 1] (:mod:`~napari_iconmat.core.engines.classical.confidence`): the
         weakest of the colour cue and, on a sequence, the flow and size cues, or, placed by keypoints, the
-        keypoint cue (which then outweighs colour: the reference's own parts were found)."""
+        keypoint cue (which then outweighs colour: the reference's own parts were found); and the colour cue."""
         if not mask_small.any():
-            return 0.0
+            return 0.0, 0.0
         colour = colour_confidence(colour_similarity(bins, mask_small, self._reference_colours(query)), self._colour_match)
         if not neighbour:
-            return max(colour, keypoint_confidence(transform.inliers)) if transform is not None else colour
+            return (max(colour, keypoint_confidence(transform.inliers)) if transform is not None else colour), colour
         cues = [colour, flow_confidence(flow_check, carried)]
         previous_area = float((state.mask > 0.5).sum())
         cues.append(size_confidence(float(mask_small.sum()), previous_area))
-        return float(min(cues))
+        return float(min(cues)), colour
 
     # ------------------------------------------------------------------ resumable runs
     _STATE_FIELDS = {"gray": 2, "lab": 3, "mask": 2, "alpha": 2, "colour_fg": 3, "colour_bg": 3}
