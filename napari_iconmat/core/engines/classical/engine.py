@@ -91,6 +91,8 @@ class _Track:
     background: BackgroundMemory | None = None  # the scene seen behind the object (background.py)
     # (next frame, future of its _Cues) when the caller named the next frame; never saved
     ahead: tuple | None = None
+    search_misses: int = 0  # whole-frame searches in a row that found nothing to replace the track
+    search_wait: int = 0  # frames to go before the next such search
 
 
 class _Previous(NamedTuple):
@@ -585,15 +587,24 @@ class ClassicalEngine(Engine):
         p = self._params
         cues = self._cues_of(frame, query, state)
         cut = self._cut(cues, query, state)
+        misses, wait = 0, 0  # searches in a row that found nothing better; frames to the next one
         if cut.neighbour and self._search_when_lost and cut.colour < 0.5:
             # the tracked matte's colours are unlike the reference object's: the track may have slipped
             # onto something else (an occluder, look-alike background). Search the whole frame as in a
             # collection image; a find verified against the reference takes over the track ...
-            search = self._cut(cues.alone(), query, None)
-            # ... and lies mostly elsewhere: a find on the track is the tracked object, its looks changed
-            elsewhere = (search.mask & cut.mask).sum() < 0.5 * search.mask.sum()
-            if search.confidence >= 0.5 and elsewhere:
-                cut = search
+            misses, wait = state.search_misses, state.search_wait - 1
+            if wait < 0:
+                search = self._cut(cues.alone(), query, None)
+                # ... and lies mostly elsewhere: a find on the track is the tracked object, its looks changed
+                elsewhere = (search.mask & cut.mask).sum() < 0.5 * search.mask.sum()
+                if search.confidence >= 0.5 and elsewhere:
+                    cut, misses, wait = search, 0, 0
+                else:
+                    # a search costs as much as the frame: while the track stays unlike the reference
+                    # and searches find nothing, search its first 3 frames, then every 2nd, 3rd, 5th,
+                    # 9th frame, then every 9th
+                    misses += 1
+                    wait = min(2 ** (misses - 3), 8) if misses >= 3 else 0
         rgb, lab, mask_small, log_odds, neighbour = cues.rgb, cues.lab, cut.mask, cut.log_odds, cut.neighbour
         full_hw, small_hw = rgb.shape[:2], cues.small.shape[:2]
 
@@ -631,7 +642,7 @@ class ClassicalEngine(Engine):
         self._frames_matted += 1
         if self._frames_matted % _TRIM_EVERY == 0:
             release_free_memory()
-        track = _Track(cues.gray, lab, mask_small.astype(np.float32), alpha, new_model, background, ahead)
+        track = _Track(cues.gray, lab, mask_small.astype(np.float32), alpha, new_model, background, ahead, misses, max(wait, 0))
         return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground, confidence=cut.confidence), track
 
     def _cut(self, cues: _Cues, query: ReferenceQuery, state) -> _Cut:
@@ -827,6 +838,7 @@ class ClassicalEngine(Engine):
         }  # fmt: skip
         if state.background is not None:
             arrays.update(background_lab=state.background.lab, background_seen=state.background.seen)
+        arrays["search"] = np.array([state.search_misses, state.search_wait], np.int32)
         return arrays
 
     def load_state(self, arrays):
@@ -839,7 +851,8 @@ class ClassicalEngine(Engine):
             background = BackgroundMemory(np.asarray(arrays["background_lab"], np.float32), np.asarray(arrays["background_seen"], np.float32))
         elif self._params["background_memory"] > 0:
             background = remember(np.asarray(arrays["lab"], np.float32), np.asarray(arrays["mask"]))
-        return _Track(arrays["gray"], arrays["lab"], arrays["mask"], arrays["alpha"], model, background)
+        misses, wait = (int(v) for v in np.asarray(arrays.get("search", (0, 0))).reshape(-1)[:2])  # older states: none
+        return _Track(arrays["gray"], arrays["lab"], arrays["mask"], arrays["alpha"], model, background, None, misses, wait)
 
     # ------------------------------------------------------------------ pieces
     def _reference_shape_small(self, query: ReferenceQuery) -> np.ndarray:

@@ -72,3 +72,37 @@ def test_a_find_on_the_track_does_not_replace_it():
     # taken over, frame 27 fell to IoU 0.22
     scores = _davis("motocross-bumps", 29)
     assert min(scores[20:29]) > 0.75, scores
+
+
+def test_searches_thin_out_while_they_find_nothing_and_the_count_survives_a_resume():
+    # the creature turns another hue where it stands: the track holds on to it (its colours now
+    # unlike the reference's) and the whole-frame searches find nothing, so they thin out: every
+    # frame for 3 frames, then after 1, 2, 4, 8 frames
+    from napari_iconmat.core.engines.classical.engine import ClassicalEngine
+
+    reference, alpha, _, _ = _jumped()
+    hsv = cv2.cvtColor(reference, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0].astype(int) + 30) % 180
+    shifted = alpha[..., None]
+    scene = (reference * (1 - shifted) + cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * shifted).astype(reference.dtype)
+    engine = make_engine("classical", working_size=256)
+    query = engine.encode_reference(reference, make_prompt(alpha > 0.5))
+    searched = []
+    cut = ClassicalEngine._cut
+
+    def spy(self, cues, query, state):
+        if state is None:
+            searched.append(index)
+        return cut(self, cues, query, state)
+
+    matte, track = engine.reference_matte(query)
+    ClassicalEngine._cut = spy
+    try:
+        for index in range(1, 21):
+            matte, track = engine.matte_frame(scene, query, state=track)
+            assert matte.alpha.max() > 0.5 and matte.confidence < 0.5  # the case this test is about
+            if index == 8:  # a run resumed from the saved state goes on as the run itself
+                track = engine.load_state(engine.save_state(track))
+    finally:
+        ClassicalEngine._cut = cut
+    assert searched == [1, 2, 3, 5, 8, 13], searched  # without the saved count, 9 would be searched
