@@ -592,8 +592,10 @@ class ClassicalEngine(Engine):
             # the tracked matte's colours are unlike the reference object's: the track may have slipped
             # onto something else (an occluder, look-alike background). Search the whole frame as in a
             # collection image; a find verified against the reference takes over the track ...
-            misses, wait = state.search_misses, state.search_wait - 1
-            if wait < 0:
+            misses, wait = state.search_misses, state.search_wait
+            if wait > 0:
+                wait -= 1
+            else:
                 search = self._cut(cues.alone(), query, None)
                 # ... and lies mostly elsewhere: a find on the track is the tracked object, its looks changed
                 elsewhere = (search.mask & cut.mask).sum() < 0.5 * search.mask.sum()
@@ -642,7 +644,7 @@ class ClassicalEngine(Engine):
         self._frames_matted += 1
         if self._frames_matted % _TRIM_EVERY == 0:
             release_free_memory()
-        track = _Track(cues.gray, lab, mask_small.astype(np.float32), alpha, new_model, background, ahead, misses, max(wait, 0))
+        track = _Track(cues.gray, lab, mask_small.astype(np.float32), alpha, new_model, background, ahead, misses, wait)
         return FrameMatte(alpha=alpha, coarse=coarse, foreground=foreground, confidence=cut.confidence), track
 
     def _cut(self, cues: _Cues, query: ReferenceQuery, state) -> _Cut:
